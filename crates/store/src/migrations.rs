@@ -1,0 +1,82 @@
+//! Schema migrations, applied in order and tracked with SQLite's `user_version`.
+
+use sqlx::{Row, SqlitePool};
+
+/// Each entry moves the schema one version forward.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE accounts (
+        sid TEXT PRIMARY KEY,
+        auth_token TEXT NOT NULL,
+        friendly_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        date_created INTEGER NOT NULL
+     );
+     CREATE TABLE phone_numbers (
+        sid TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL REFERENCES accounts(sid),
+        phone_number TEXT NOT NULL,
+        digits TEXT NOT NULL UNIQUE,
+        voice_url TEXT,
+        voice_method TEXT NOT NULL,
+        voice_fallback_url TEXT,
+        voice_fallback_method TEXT NOT NULL,
+        status_callback TEXT,
+        status_callback_method TEXT NOT NULL,
+        date_created INTEGER NOT NULL
+     );
+     CREATE TABLE calls (
+        sid TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL,
+        parent_call_sid TEXT,
+        from_addr TEXT NOT NULL,
+        to_addr TEXT NOT NULL,
+        from_formatted TEXT NOT NULL,
+        to_formatted TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        status TEXT NOT NULL,
+        caller_name TEXT,
+        forwarded_from TEXT,
+        date_created INTEGER NOT NULL,
+        date_updated INTEGER NOT NULL,
+        start_time INTEGER,
+        end_time INTEGER,
+        duration INTEGER
+     );
+     CREATE INDEX calls_by_account ON calls(account_sid, date_created);
+     CREATE TABLE notifications (
+        sid TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL,
+        call_sid TEXT,
+        error_code TEXT NOT NULL,
+        log_level INTEGER NOT NULL,
+        message_text TEXT NOT NULL,
+        more_info TEXT NOT NULL,
+        request_method TEXT,
+        request_url TEXT,
+        request_variables TEXT,
+        response_body TEXT,
+        response_headers TEXT,
+        date_created INTEGER NOT NULL
+     );
+     CREATE INDEX notifications_by_account ON notifications(account_sid, date_created);
+     CREATE INDEX notifications_by_call ON notifications(call_sid);",
+];
+
+pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let version: i64 = sqlx::query("PRAGMA user_version")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(*migration).execute(&mut *tx).await?;
+        // PRAGMA does not take bind parameters; the value is our own constant.
+        let pragma = format!("PRAGMA user_version = {}", index + 1);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(pragma))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
