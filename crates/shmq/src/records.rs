@@ -1,0 +1,968 @@
+//! The record types that cross the rings: identifiers, [`Command`]s (control → media),
+//! [`Event`]s (media → control) and their fixed-size wire form, [`Record`].
+//!
+//! A [`Record`] is 96 bytes: `kind: u32`, `flags: u32` (reserved, written as 0 and ignored on
+//! decode), `session: u64`, and an 80-byte `body` whose layout depends on `kind`. Each body
+//! layout is a private `#[repr(C)]` Pod struct below, cast to and from the byte array, so the
+//! layout is written down exactly once. Both planes run on the same host, so multi-byte fields
+//! are native-endian.
+//!
+//! Command kinds are `1..=15`, event kinds `101..`; the ranges never overlap, so decoding an
+//! event record as a command (or the reverse) is a [`DecodeError::UnknownKind`]. Decoding
+//! validates every enumerated byte (kind, codec, address family, fail reason, booleans, DTMF
+//! digit) and never panics, whatever the record holds.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use bytemuck::{must_cast, Pod, Zeroable};
+
+/// Size in bytes of one [`Record`], and of one ring slot.
+pub const RECORD_SIZE: usize = 96;
+
+/// Size in bytes of [`Record::body`].
+pub const RECORD_BODY_SIZE: usize = 80;
+
+/// Identifies one media session; chosen by the control plane, unique among live sessions.
+#[repr(transparent)]
+#[derive(Pod, Zeroable, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// SHA-256 of a telephony-ready media file's bytes; names the file in the cache directory.
+#[repr(transparent)]
+#[derive(Pod, Zeroable, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MediaId(pub [u8; 32]);
+
+impl MediaId {
+    /// Lower-case hex of the 32 bytes (64 characters).
+    pub fn to_hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for byte in self.0 {
+            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        }
+        hex
+    }
+
+    /// The cache file name of this media: `"<hex>.ulaw"`.
+    pub fn file_name(&self) -> String {
+        format!("{}.ulaw", self.to_hex())
+    }
+}
+
+impl fmt::Debug for MediaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MediaId({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for MediaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// The G.711 codec of a session; the discriminant is the static RTP payload type.
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Codec {
+    /// G.711 μ-law, RTP payload type 0.
+    Pcmu = 0,
+    /// G.711 A-law, RTP payload type 8.
+    Pcma = 8,
+}
+
+impl Codec {
+    /// The static RTP payload type of this codec.
+    pub fn payload_type(self) -> u8 {
+        self as u8
+    }
+
+    /// The codec with static RTP payload type `pt`, if it is one we carry.
+    pub fn from_payload_type(pt: u8) -> Option<Codec> {
+        match pt {
+            0 => Some(Codec::Pcmu),
+            8 => Some(Codec::Pcma),
+            _ => None,
+        }
+    }
+}
+
+/// Why the media plane could not do what a command asked.
+#[repr(u32)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum FailReason {
+    /// No free RTP port in the worker's range.
+    NoPortAvailable = 1,
+    /// The worker's session table is full.
+    SessionTableFull = 2,
+    /// The command named a session the worker does not have.
+    UnknownSession = 3,
+    /// The command record did not decode or made no sense.
+    BadCommand = 4,
+    /// The media file of a `Play` is not in the cache directory.
+    MediaNotFound = 5,
+    /// The session's socket failed.
+    SocketError = 6,
+}
+
+impl FailReason {
+    /// The reason with wire value `value`, if any.
+    pub fn from_u32(value: u32) -> Option<FailReason> {
+        match value {
+            1 => Some(FailReason::NoPortAvailable),
+            2 => Some(FailReason::SessionTableFull),
+            3 => Some(FailReason::UnknownSession),
+            4 => Some(FailReason::BadCommand),
+            5 => Some(FailReason::MediaNotFound),
+            6 => Some(FailReason::SocketError),
+            _ => None,
+        }
+    }
+}
+
+/// A request from the control plane to a media worker.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Command {
+    /// Allocate a local RTP port and start a session sending to `remote`.
+    OpenSession {
+        session: SessionId,
+        remote: SocketAddr,
+        codec: Codec,
+        /// RFC 4733 telephone-event payload type, if negotiated.
+        dtmf_payload_type: Option<u8>,
+        ptime_ms: u16,
+    },
+    /// Queue a media file; `loops` 0 plays until stopped.
+    Play {
+        session: SessionId,
+        play_id: u32,
+        media: MediaId,
+        loops: u16,
+    },
+    /// Queue silence.
+    Silence {
+        session: SessionId,
+        play_id: u32,
+        duration_ms: u32,
+    },
+    /// End the current item and empty the queue; every removed item reports
+    /// `PlayDone { interrupted: true }`.
+    StopPlayback { session: SessionId },
+    /// Stop and free the session; answered by `SessionClosed`.
+    CloseSession { session: SessionId },
+}
+
+/// A report from a media worker to the control plane.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Event {
+    SessionOpened {
+        session: SessionId,
+        local_port: u16,
+    },
+    SessionFailed {
+        session: SessionId,
+        reason: FailReason,
+    },
+    PlayDone {
+        session: SessionId,
+        play_id: u32,
+        interrupted: bool,
+    },
+    PlayFailed {
+        session: SessionId,
+        play_id: u32,
+        reason: FailReason,
+    },
+    /// A received DTMF digit: ASCII `b'0'..=b'9'`, `b'*'`, `b'#'`, `b'A'..=b'D'`.
+    Dtmf {
+        session: SessionId,
+        digit: u8,
+    },
+    SessionClosed {
+        session: SessionId,
+        packets_sent: u64,
+        packets_received: u64,
+    },
+}
+
+/// One ring slot: the wire form of a [`Command`] or an [`Event`].
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Record {
+    /// Which command or event this is (see [`kinds`]).
+    pub kind: u32,
+    /// Reserved; written as 0, ignored on decode.
+    pub flags: u32,
+    /// The [`SessionId`] the record concerns.
+    pub session: u64,
+    /// Kind-specific payload.
+    pub body: [u8; RECORD_BODY_SIZE],
+}
+
+const _: () = assert!(std::mem::size_of::<Record>() == RECORD_SIZE);
+const _: () = assert!(std::mem::align_of::<Record>() == 8);
+
+impl Record {
+    /// A record with every byte zero (kind 0 is not a valid command or event).
+    pub fn zeroed() -> Record {
+        Zeroable::zeroed()
+    }
+}
+
+/// The `kind` numbers of [`Record`]s. Commands are `1..=15`, events `101..`.
+pub mod kinds {
+    pub const OPEN_SESSION: u32 = 1;
+    pub const PLAY: u32 = 2;
+    pub const SILENCE: u32 = 3;
+    pub const STOP_PLAYBACK: u32 = 4;
+    pub const CLOSE_SESSION: u32 = 5;
+
+    pub const SESSION_OPENED: u32 = 101;
+    pub const SESSION_FAILED: u32 = 102;
+    pub const PLAY_DONE: u32 = 103;
+    pub const PLAY_FAILED: u32 = 104;
+    pub const DTMF: u32 = 105;
+    pub const SESSION_CLOSED: u32 = 106;
+}
+
+/// Why a [`Record`] is not a valid [`Command`] or [`Event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+    #[error("unknown codec payload type {0}")]
+    BadCodec(u8),
+    #[error("invalid address family {0} (expected 4 or 6)")]
+    BadAddressFamily(u8),
+    #[error("unknown fail reason {0}")]
+    BadFailReason(u32),
+    #[error("field {field} holds {value}, expected 0 or 1")]
+    BadFlag { field: &'static str, value: u8 },
+    #[error("invalid DTMF digit {0:#04x}")]
+    BadDtmfDigit(u8),
+}
+
+// ---- body layouts (private; native-endian) ----
+
+const FAMILY_IPV4: u8 = 4;
+const FAMILY_IPV6: u8 = 6;
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct OpenSessionBody {
+    /// IPv4 addresses use the first 4 bytes.
+    ip: [u8; 16],
+    flowinfo: u32,
+    scope_id: u32,
+    port: u16,
+    ptime_ms: u16,
+    family: u8,
+    codec: u8,
+    has_dtmf: u8,
+    dtmf_payload_type: u8,
+    reserved: [u8; 48],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct PlayBody {
+    media: [u8; 32],
+    play_id: u32,
+    loops: u16,
+    reserved: [u8; 42],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct SilenceBody {
+    play_id: u32,
+    duration_ms: u32,
+    reserved: [u8; 72],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct SessionOpenedBody {
+    local_port: u16,
+    reserved: [u8; 78],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct SessionFailedBody {
+    reason: u32,
+    reserved: [u8; 76],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct PlayDoneBody {
+    play_id: u32,
+    interrupted: u8,
+    reserved: [u8; 75],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct PlayFailedBody {
+    play_id: u32,
+    reason: u32,
+    reserved: [u8; 72],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct DtmfBody {
+    digit: u8,
+    reserved: [u8; 79],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct SessionClosedBody {
+    packets_sent: u64,
+    packets_received: u64,
+    reserved: [u8; 64],
+}
+
+fn record(kind: u32, session: SessionId, body: [u8; RECORD_BODY_SIZE]) -> Record {
+    Record {
+        kind,
+        flags: 0,
+        session: session.0,
+        body,
+    }
+}
+
+fn flag(field: &'static str, value: u8) -> Result<bool, DecodeError> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        value => Err(DecodeError::BadFlag { field, value }),
+    }
+}
+
+fn fail_reason(value: u32) -> Result<FailReason, DecodeError> {
+    FailReason::from_u32(value).ok_or(DecodeError::BadFailReason(value))
+}
+
+/// Whether `digit` is one of the sixteen RFC 4733 DTMF events in ASCII.
+pub fn is_dtmf_digit(digit: u8) -> bool {
+    matches!(digit, b'0'..=b'9' | b'*' | b'#' | b'A'..=b'D')
+}
+
+impl Command {
+    /// The session this command concerns.
+    pub fn session(&self) -> SessionId {
+        match *self {
+            Command::OpenSession { session, .. }
+            | Command::Play { session, .. }
+            | Command::Silence { session, .. }
+            | Command::StopPlayback { session }
+            | Command::CloseSession { session } => session,
+        }
+    }
+
+    /// The wire form of this command.
+    pub fn encode(&self) -> Record {
+        match *self {
+            Command::OpenSession {
+                session,
+                remote,
+                codec,
+                dtmf_payload_type,
+                ptime_ms,
+            } => {
+                let mut body = OpenSessionBody::zeroed();
+                match remote {
+                    SocketAddr::V4(v4) => {
+                        body.family = FAMILY_IPV4;
+                        let [a, b, c, d] = v4.ip().octets();
+                        body.ip = [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                    }
+                    SocketAddr::V6(v6) => {
+                        body.family = FAMILY_IPV6;
+                        body.ip = v6.ip().octets();
+                        body.flowinfo = v6.flowinfo();
+                        body.scope_id = v6.scope_id();
+                    }
+                }
+                body.port = remote.port();
+                body.ptime_ms = ptime_ms;
+                body.codec = codec.payload_type();
+                body.has_dtmf = u8::from(dtmf_payload_type.is_some());
+                body.dtmf_payload_type = dtmf_payload_type.unwrap_or(0);
+                record(kinds::OPEN_SESSION, session, must_cast(body))
+            }
+            Command::Play {
+                session,
+                play_id,
+                media,
+                loops,
+            } => {
+                let body = PlayBody {
+                    media: media.0,
+                    play_id,
+                    loops,
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::PLAY, session, must_cast(body))
+            }
+            Command::Silence {
+                session,
+                play_id,
+                duration_ms,
+            } => {
+                let body = SilenceBody {
+                    play_id,
+                    duration_ms,
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::SILENCE, session, must_cast(body))
+            }
+            Command::StopPlayback { session } => {
+                record(kinds::STOP_PLAYBACK, session, [0; RECORD_BODY_SIZE])
+            }
+            Command::CloseSession { session } => {
+                record(kinds::CLOSE_SESSION, session, [0; RECORD_BODY_SIZE])
+            }
+        }
+    }
+
+    /// Parses a command record; any invalid content is an error, never a panic.
+    pub fn decode(r: &Record) -> Result<Command, DecodeError> {
+        let session = SessionId(r.session);
+        match r.kind {
+            kinds::OPEN_SESSION => {
+                let body: OpenSessionBody = must_cast(r.body);
+                let remote = match body.family {
+                    FAMILY_IPV4 => {
+                        let [a, b, c, d, ..] = body.ip;
+                        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), body.port))
+                    }
+                    FAMILY_IPV6 => SocketAddr::V6(SocketAddrV6::new(
+                        Ipv6Addr::from(body.ip),
+                        body.port,
+                        body.flowinfo,
+                        body.scope_id,
+                    )),
+                    family => return Err(DecodeError::BadAddressFamily(family)),
+                };
+                let codec = Codec::from_payload_type(body.codec)
+                    .ok_or(DecodeError::BadCodec(body.codec))?;
+                let dtmf_payload_type =
+                    flag("has_dtmf", body.has_dtmf)?.then_some(body.dtmf_payload_type);
+                Ok(Command::OpenSession {
+                    session,
+                    remote,
+                    codec,
+                    dtmf_payload_type,
+                    ptime_ms: body.ptime_ms,
+                })
+            }
+            kinds::PLAY => {
+                let body: PlayBody = must_cast(r.body);
+                Ok(Command::Play {
+                    session,
+                    play_id: body.play_id,
+                    media: MediaId(body.media),
+                    loops: body.loops,
+                })
+            }
+            kinds::SILENCE => {
+                let body: SilenceBody = must_cast(r.body);
+                Ok(Command::Silence {
+                    session,
+                    play_id: body.play_id,
+                    duration_ms: body.duration_ms,
+                })
+            }
+            kinds::STOP_PLAYBACK => Ok(Command::StopPlayback { session }),
+            kinds::CLOSE_SESSION => Ok(Command::CloseSession { session }),
+            kind => Err(DecodeError::UnknownKind(kind)),
+        }
+    }
+}
+
+impl Event {
+    /// The session this event concerns.
+    pub fn session(&self) -> SessionId {
+        match *self {
+            Event::SessionOpened { session, .. }
+            | Event::SessionFailed { session, .. }
+            | Event::PlayDone { session, .. }
+            | Event::PlayFailed { session, .. }
+            | Event::Dtmf { session, .. }
+            | Event::SessionClosed { session, .. } => session,
+        }
+    }
+
+    /// The wire form of this event.
+    pub fn encode(&self) -> Record {
+        match *self {
+            Event::SessionOpened {
+                session,
+                local_port,
+            } => {
+                let body = SessionOpenedBody {
+                    local_port,
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::SESSION_OPENED, session, must_cast(body))
+            }
+            Event::SessionFailed { session, reason } => {
+                let body = SessionFailedBody {
+                    reason: reason as u32,
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::SESSION_FAILED, session, must_cast(body))
+            }
+            Event::PlayDone {
+                session,
+                play_id,
+                interrupted,
+            } => {
+                let body = PlayDoneBody {
+                    play_id,
+                    interrupted: u8::from(interrupted),
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::PLAY_DONE, session, must_cast(body))
+            }
+            Event::PlayFailed {
+                session,
+                play_id,
+                reason,
+            } => {
+                let body = PlayFailedBody {
+                    play_id,
+                    reason: reason as u32,
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::PLAY_FAILED, session, must_cast(body))
+            }
+            Event::Dtmf { session, digit } => {
+                let body = DtmfBody {
+                    digit,
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::DTMF, session, must_cast(body))
+            }
+            Event::SessionClosed {
+                session,
+                packets_sent,
+                packets_received,
+            } => {
+                let body = SessionClosedBody {
+                    packets_sent,
+                    packets_received,
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::SESSION_CLOSED, session, must_cast(body))
+            }
+        }
+    }
+
+    /// Parses an event record; any invalid content is an error, never a panic.
+    pub fn decode(r: &Record) -> Result<Event, DecodeError> {
+        let session = SessionId(r.session);
+        match r.kind {
+            kinds::SESSION_OPENED => {
+                let body: SessionOpenedBody = must_cast(r.body);
+                Ok(Event::SessionOpened {
+                    session,
+                    local_port: body.local_port,
+                })
+            }
+            kinds::SESSION_FAILED => {
+                let body: SessionFailedBody = must_cast(r.body);
+                Ok(Event::SessionFailed {
+                    session,
+                    reason: fail_reason(body.reason)?,
+                })
+            }
+            kinds::PLAY_DONE => {
+                let body: PlayDoneBody = must_cast(r.body);
+                Ok(Event::PlayDone {
+                    session,
+                    play_id: body.play_id,
+                    interrupted: flag("interrupted", body.interrupted)?,
+                })
+            }
+            kinds::PLAY_FAILED => {
+                let body: PlayFailedBody = must_cast(r.body);
+                Ok(Event::PlayFailed {
+                    session,
+                    play_id: body.play_id,
+                    reason: fail_reason(body.reason)?,
+                })
+            }
+            kinds::DTMF => {
+                let body: DtmfBody = must_cast(r.body);
+                if !is_dtmf_digit(body.digit) {
+                    return Err(DecodeError::BadDtmfDigit(body.digit));
+                }
+                Ok(Event::Dtmf {
+                    session,
+                    digit: body.digit,
+                })
+            }
+            kinds::SESSION_CLOSED => {
+                let body: SessionClosedBody = must_cast(r.body);
+                Ok(Event::SessionClosed {
+                    session,
+                    packets_sent: body.packets_sent,
+                    packets_received: body.packets_received,
+                })
+            }
+            kind => Err(DecodeError::UnknownKind(kind)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn v4(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn media_id_hex_and_file_name() {
+        let mut bytes = [0u8; 32];
+        bytes[0] = 0xab;
+        bytes[1] = 0x01;
+        bytes[31] = 0xff;
+        let id = MediaId(bytes);
+        let hex = id.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.starts_with("ab01"));
+        assert!(hex.ends_with("00ff"));
+        assert_eq!(id.file_name(), format!("{hex}.ulaw"));
+        assert_eq!(format!("{id}"), hex);
+    }
+
+    #[test]
+    fn codec_discriminants_are_payload_types() {
+        assert_eq!(Codec::Pcmu.payload_type(), 0);
+        assert_eq!(Codec::Pcma.payload_type(), 8);
+        assert_eq!(Codec::from_payload_type(8), Some(Codec::Pcma));
+        assert_eq!(Codec::from_payload_type(18), None);
+    }
+
+    #[test]
+    fn every_command_variant_round_trips() {
+        let s = SessionId(0xdead_beef_0000_0001);
+        let commands = [
+            Command::OpenSession {
+                session: s,
+                remote: v4("192.0.2.7:40000"),
+                codec: Codec::Pcmu,
+                dtmf_payload_type: Some(101),
+                ptime_ms: 20,
+            },
+            Command::OpenSession {
+                session: s,
+                remote: "[2001:db8::1%7]:5004".parse().unwrap(),
+                codec: Codec::Pcma,
+                dtmf_payload_type: None,
+                ptime_ms: 30,
+            },
+            Command::OpenSession {
+                session: s,
+                remote: SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 9, 0xabcde, 3)),
+                codec: Codec::Pcma,
+                dtmf_payload_type: Some(0),
+                ptime_ms: 0,
+            },
+            Command::Play {
+                session: s,
+                play_id: 7,
+                media: MediaId([9; 32]),
+                loops: 0,
+            },
+            Command::Silence {
+                session: s,
+                play_id: u32::MAX,
+                duration_ms: 1500,
+            },
+            Command::StopPlayback { session: s },
+            Command::CloseSession { session: s },
+        ];
+        for command in commands {
+            let record = command.encode();
+            assert!((1..=15).contains(&record.kind));
+            assert_eq!(record.session, s.0);
+            assert_eq!(record.flags, 0);
+            assert_eq!(Command::decode(&record), Ok(command));
+            assert_eq!(command.session(), s);
+            assert_eq!(
+                Event::decode(&record),
+                Err(DecodeError::UnknownKind(record.kind))
+            );
+        }
+    }
+
+    #[test]
+    fn every_event_variant_round_trips() {
+        let s = SessionId(42);
+        let events = [
+            Event::SessionOpened {
+                session: s,
+                local_port: 30_000,
+            },
+            Event::SessionFailed {
+                session: s,
+                reason: FailReason::NoPortAvailable,
+            },
+            Event::PlayDone {
+                session: s,
+                play_id: 3,
+                interrupted: true,
+            },
+            Event::PlayDone {
+                session: s,
+                play_id: 4,
+                interrupted: false,
+            },
+            Event::PlayFailed {
+                session: s,
+                play_id: 5,
+                reason: FailReason::MediaNotFound,
+            },
+            Event::Dtmf {
+                session: s,
+                digit: b'#',
+            },
+            Event::SessionClosed {
+                session: s,
+                packets_sent: u64::MAX,
+                packets_received: 12,
+            },
+        ];
+        for event in events {
+            let record = event.encode();
+            assert!(record.kind >= 101);
+            assert_eq!(Event::decode(&record), Ok(event));
+            assert_eq!(event.session(), s);
+            assert_eq!(
+                Command::decode(&record),
+                Err(DecodeError::UnknownKind(record.kind))
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_fields_are_errors() {
+        let open = Command::OpenSession {
+            session: SessionId(1),
+            remote: v4("10.0.0.1:1000"),
+            codec: Codec::Pcmu,
+            dtmf_payload_type: None,
+            ptime_ms: 20,
+        }
+        .encode();
+
+        let mut bad_codec = open;
+        let mut body: OpenSessionBody = must_cast(bad_codec.body);
+        body.codec = 18;
+        bad_codec.body = must_cast(body);
+        assert_eq!(Command::decode(&bad_codec), Err(DecodeError::BadCodec(18)));
+
+        let mut bad_family = open;
+        let mut body: OpenSessionBody = must_cast(bad_family.body);
+        body.family = 5;
+        bad_family.body = must_cast(body);
+        assert_eq!(
+            Command::decode(&bad_family),
+            Err(DecodeError::BadAddressFamily(5))
+        );
+
+        let mut bad_flag = open;
+        let mut body: OpenSessionBody = must_cast(bad_flag.body);
+        body.has_dtmf = 2;
+        bad_flag.body = must_cast(body);
+        assert!(matches!(
+            Command::decode(&bad_flag),
+            Err(DecodeError::BadFlag { value: 2, .. })
+        ));
+
+        assert_eq!(
+            Command::decode(&Record::zeroed()),
+            Err(DecodeError::UnknownKind(0))
+        );
+        assert_eq!(
+            Event::decode(&Record::zeroed()),
+            Err(DecodeError::UnknownKind(0))
+        );
+
+        let mut bad_reason = Event::SessionFailed {
+            session: SessionId(1),
+            reason: FailReason::SocketError,
+        }
+        .encode();
+        bad_reason.body[..4].copy_from_slice(&99u32.to_ne_bytes());
+        assert_eq!(
+            Event::decode(&bad_reason),
+            Err(DecodeError::BadFailReason(99))
+        );
+
+        let bad_digit = Event::Dtmf {
+            session: SessionId(1),
+            digit: b'x',
+        }
+        .encode();
+        assert_eq!(
+            Event::decode(&bad_digit),
+            Err(DecodeError::BadDtmfDigit(b'x'))
+        );
+    }
+
+    fn any_session() -> impl Strategy<Value = SessionId> {
+        any::<u64>().prop_map(SessionId)
+    }
+
+    fn any_codec() -> impl Strategy<Value = Codec> {
+        prop_oneof![Just(Codec::Pcmu), Just(Codec::Pcma)]
+    }
+
+    fn any_fail_reason() -> impl Strategy<Value = FailReason> {
+        (1u32..=6).prop_map(|v| FailReason::from_u32(v).unwrap())
+    }
+
+    fn any_remote() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            any::<SocketAddrV4>().prop_map(SocketAddr::V4),
+            any::<SocketAddrV6>().prop_map(SocketAddr::V6),
+        ]
+    }
+
+    fn any_command() -> impl Strategy<Value = Command> {
+        prop_oneof![
+            (
+                any_session(),
+                any_remote(),
+                any_codec(),
+                any::<Option<u8>>(),
+                any::<u16>()
+            )
+                .prop_map(|(session, remote, codec, dtmf_payload_type, ptime_ms)| {
+                    Command::OpenSession {
+                        session,
+                        remote,
+                        codec,
+                        dtmf_payload_type,
+                        ptime_ms,
+                    }
+                }),
+            (any_session(), any::<u32>(), any::<[u8; 32]>(), any::<u16>()).prop_map(
+                |(session, play_id, media, loops)| Command::Play {
+                    session,
+                    play_id,
+                    media: MediaId(media),
+                    loops,
+                }
+            ),
+            (any_session(), any::<u32>(), any::<u32>()).prop_map(
+                |(session, play_id, duration_ms)| Command::Silence {
+                    session,
+                    play_id,
+                    duration_ms,
+                }
+            ),
+            any_session().prop_map(|session| Command::StopPlayback { session }),
+            any_session().prop_map(|session| Command::CloseSession { session }),
+        ]
+    }
+
+    fn any_digit() -> impl Strategy<Value = u8> {
+        proptest::sample::select(b"0123456789*#ABCD".to_vec())
+    }
+
+    fn any_event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            (any_session(), any::<u16>()).prop_map(|(session, local_port)| {
+                Event::SessionOpened {
+                    session,
+                    local_port,
+                }
+            }),
+            (any_session(), any_fail_reason())
+                .prop_map(|(session, reason)| Event::SessionFailed { session, reason }),
+            (any_session(), any::<u32>(), any::<bool>()).prop_map(
+                |(session, play_id, interrupted)| Event::PlayDone {
+                    session,
+                    play_id,
+                    interrupted,
+                }
+            ),
+            (any_session(), any::<u32>(), any_fail_reason()).prop_map(
+                |(session, play_id, reason)| Event::PlayFailed {
+                    session,
+                    play_id,
+                    reason,
+                }
+            ),
+            (any_session(), any_digit())
+                .prop_map(|(session, digit)| Event::Dtmf { session, digit }),
+            (any_session(), any::<u64>(), any::<u64>()).prop_map(
+                |(session, packets_sent, packets_received)| Event::SessionClosed {
+                    session,
+                    packets_sent,
+                    packets_received,
+                }
+            ),
+        ]
+    }
+
+    /// Arbitrary records, with kinds biased toward the valid ones so bodies get exercised.
+    fn any_record() -> impl Strategy<Value = Record> {
+        let kind = prop_oneof![0u32..=20, 95u32..=115, any::<u32>(),];
+        (kind, any::<u32>(), any::<u64>(), any::<[u8; 80]>()).prop_map(
+            |(kind, flags, session, body)| Record {
+                kind,
+                flags,
+                session,
+                body,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn commands_round_trip(command in any_command()) {
+            let record = command.encode();
+            prop_assert_eq!(Command::decode(&record), Ok(command));
+            prop_assert_eq!(SessionId(record.session), command.session());
+        }
+
+        #[test]
+        fn events_round_trip(event in any_event()) {
+            let record = event.encode();
+            prop_assert_eq!(Event::decode(&record), Ok(event));
+            prop_assert_eq!(SessionId(record.session), event.session());
+        }
+
+        #[test]
+        fn decoding_arbitrary_records_never_panics(record in any_record()) {
+            // Whatever decodes must re-encode to something that decodes to the same value.
+            if let Ok(command) = Command::decode(&record) {
+                prop_assert_eq!(Command::decode(&command.encode()), Ok(command));
+                prop_assert!(Event::decode(&record).is_err());
+            }
+            if let Ok(event) = Event::decode(&record) {
+                prop_assert_eq!(Event::decode(&event.encode()), Ok(event));
+            }
+        }
+    }
+}
