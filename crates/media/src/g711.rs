@@ -27,7 +27,7 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
         mask >>= 1;
     }
     let mantissa = (pcm >> (exponent + 3)) & 0x0F;
-    !(sign | (exponent << 4) as i32 | mantissa) as u8
+    !(sign | (exponent << 4) | mantissa) as u8
 }
 
 /// Decodes one μ-law byte to a 16-bit linear sample.

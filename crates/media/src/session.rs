@@ -1,0 +1,904 @@
+//! The sans-IO core of one RTP session: pacing, packet building, playback and reception.
+//!
+//! A [`Session`] is driven by its owner with the current time: [`Session::poll_transmit`]
+//! writes the next due packet into a caller buffer (one per ptime, on absolute deadlines
+//! `start + n·ptime` so pacing never drifts), and [`Session::handle_datagram`] consumes one
+//! received datagram (symmetric-RTP latching, RFC 4733 digits, counters). Outputs that the
+//! control plane must hear about are passed to an `FnMut(SessionEvent)` callback. Nothing
+//! here touches a socket, a clock or the allocator after construction.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::dtmf::{DtmfDetector, DtmfOutcome};
+use crate::g711;
+use crate::player::{MediaData, PayloadEncoding, Player, QueueFull};
+use crate::rtp::{parse_rtp, RtpHeader, RTP_HEADER_LEN};
+
+/// G.711 sampling rate: samples (and payload bytes) per millisecond.
+pub const SAMPLES_PER_MS: u32 = 8;
+/// The accepted ptime range in milliseconds.
+pub const PTIME_RANGE_MS: std::ops::RangeInclusive<u16> = 10..=120;
+/// Largest packet a session builds: header plus a 120 ms G.711 frame.
+pub const MAX_PACKET_LEN: usize = RTP_HEADER_LEN + 120 * SAMPLES_PER_MS as usize;
+/// A sender this many ticks behind skips ahead instead of bursting the backlog.
+pub const LATE_TICKS_BEFORE_SKIP: u64 = 3;
+/// Items a session's play queue holds (playing one included).
+pub const PLAY_QUEUE_CAPACITY: usize = 32;
+
+/// The payload format a session sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadCodec {
+    /// G.711 μ-law, static payload type 0.
+    Pcmu,
+    /// G.711 A-law, static payload type 8.
+    Pcma,
+}
+
+impl PayloadCodec {
+    pub fn payload_type(self) -> u8 {
+        match self {
+            PayloadCodec::Pcmu => 0,
+            PayloadCodec::Pcma => 8,
+        }
+    }
+
+    fn encoding(self) -> PayloadEncoding {
+        match self {
+            PayloadCodec::Pcmu => PayloadEncoding {
+                transcode: None,
+                silence: g711::ULAW_SILENCE,
+            },
+            PayloadCodec::Pcma => PayloadEncoding {
+                transcode: Some(g711::ulaw_to_alaw_table()),
+                silence: g711::ALAW_SILENCE,
+            },
+        }
+    }
+}
+
+/// Everything needed to start a session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionParams {
+    /// Where to send until the peer's first valid RTP packet arrives (then: its source).
+    pub remote: SocketAddr,
+    pub codec: PayloadCodec,
+    /// The negotiated telephone-event payload type, if any.
+    pub dtmf_payload_type: Option<u8>,
+    pub ptime_ms: u16,
+    pub ssrc: u32,
+    pub initial_sequence: u16,
+    pub initial_timestamp: u32,
+}
+
+impl SessionParams {
+    /// Parameters with a random SSRC, initial sequence number and initial timestamp.
+    pub fn with_random_origin(
+        remote: SocketAddr,
+        codec: PayloadCodec,
+        dtmf_payload_type: Option<u8>,
+        ptime_ms: u16,
+    ) -> SessionParams {
+        SessionParams {
+            remote,
+            codec,
+            dtmf_payload_type,
+            ptime_ms,
+            ssrc: rand::random(),
+            initial_sequence: rand::random(),
+            initial_timestamp: rand::random(),
+        }
+    }
+}
+
+/// Why a session could not be created or a command refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("ptime {0} ms outside 10..=120")]
+    BadPtime(u16),
+    #[error("play queue full")]
+    QueueFull,
+}
+
+impl From<QueueFull> for SessionError {
+    fn from(_: QueueFull) -> Self {
+        SessionError::QueueFull
+    }
+}
+
+/// What a session reports to the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    PlayDone { play_id: u32, interrupted: bool },
+    Dtmf { digit: u8 },
+}
+
+/// Per-session counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCounters {
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// Valid RTP packets from the peer (audio, telephone-event and others).
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub dtmf_digits: u64,
+    /// Datagrams that were not RTP, or came from another address than the latched peer.
+    pub packets_ignored: u64,
+    /// Ticks skipped because the sender fell too far behind.
+    pub late_ticks: u64,
+}
+
+/// A packet written by [`Session::poll_transmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Bytes written at the start of the caller's buffer.
+    pub len: usize,
+    /// Where to send them.
+    pub destination: SocketAddr,
+    /// Ticks skipped just before this packet (also added to the counters).
+    pub skipped_ticks: u64,
+}
+
+/// What a received datagram turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// An RTP packet other than a new DTMF digit (audio, comfort noise, a repeated event).
+    Rtp,
+    /// The first packet of a key press; a [`SessionEvent::Dtmf`] was emitted.
+    Dtmf(u8),
+    /// Not RTP, or not from the latched peer.
+    Ignored,
+}
+
+/// One RTP session's state.
+#[derive(Debug)]
+pub struct Session {
+    remote: SocketAddr,
+    remote_latched: bool,
+    codec: PayloadCodec,
+    encoding: PayloadEncoding,
+    dtmf_payload_type: Option<u8>,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    samples_per_packet: u32,
+    ptime: Duration,
+    start: Instant,
+    /// Index of the next tick to send: its deadline is `start + next_tick·ptime`.
+    next_tick: u64,
+    first_packet: bool,
+    player: Player,
+    dtmf: DtmfDetector,
+    counters: SessionCounters,
+}
+
+impl Session {
+    /// Creates a session whose first packet is due at `now`.
+    pub fn new(params: SessionParams, now: Instant) -> Result<Session, SessionError> {
+        if !PTIME_RANGE_MS.contains(&params.ptime_ms) {
+            return Err(SessionError::BadPtime(params.ptime_ms));
+        }
+        Ok(Session {
+            remote: params.remote,
+            remote_latched: false,
+            codec: params.codec,
+            encoding: params.codec.encoding(),
+            dtmf_payload_type: params.dtmf_payload_type,
+            ssrc: params.ssrc,
+            sequence: params.initial_sequence,
+            timestamp: params.initial_timestamp,
+            samples_per_packet: u32::from(params.ptime_ms) * SAMPLES_PER_MS,
+            ptime: Duration::from_millis(u64::from(params.ptime_ms)),
+            start: now,
+            next_tick: 0,
+            first_packet: true,
+            player: Player::with_capacity(PLAY_QUEUE_CAPACITY),
+            dtmf: DtmfDetector::new(),
+            counters: SessionCounters::default(),
+        })
+    }
+
+    /// Where packets go now: the signalled address, or the latched source of the peer's RTP.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    pub fn remote_latched(&self) -> bool {
+        self.remote_latched
+    }
+
+    pub fn codec(&self) -> PayloadCodec {
+        self.codec
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    pub fn counters(&self) -> SessionCounters {
+        self.counters
+    }
+
+    /// Items queued for playback (the playing one included).
+    pub fn queued_items(&self) -> usize {
+        self.player.len()
+    }
+
+    /// When the next packet is due.
+    pub fn next_send_at(&self) -> Instant {
+        self.deadline(self.next_tick)
+    }
+
+    fn deadline(&self, tick: u64) -> Instant {
+        let nanos = self.ptime.as_nanos() as u64;
+        self.start + Duration::from_nanos(nanos.saturating_mul(tick))
+    }
+
+    /// Queues a μ-law media item; `loops == 0` repeats it until stopped.
+    pub fn play(&mut self, play_id: u32, media: MediaData, loops: u16) -> Result<(), SessionError> {
+        Ok(self.player.enqueue_media(play_id, media, loops)?)
+    }
+
+    /// Queues a silence of exactly `duration_ms`.
+    pub fn silence(&mut self, play_id: u32, duration_ms: u32) -> Result<(), SessionError> {
+        let samples = u64::from(duration_ms) * u64::from(SAMPLES_PER_MS);
+        Ok(self.player.enqueue_silence(play_id, samples)?)
+    }
+
+    /// Ends the current item and empties the queue; each removed item is reported interrupted.
+    pub fn stop_playback(&mut self, mut on_event: impl FnMut(SessionEvent)) {
+        self.player.stop(|ended| {
+            on_event(SessionEvent::PlayDone {
+                play_id: ended.play_id,
+                interrupted: ended.interrupted,
+            })
+        });
+    }
+
+    /// If a packet is due at `now`, writes it into `out` and returns it.
+    ///
+    /// Call repeatedly until it returns `None`: a caller a little late gets each missed
+    /// packet in turn; one more than [`LATE_TICKS_BEFORE_SKIP`] ticks late skips ahead to
+    /// the current tick (the RTP timestamp jumps, the sequence number does not) instead.
+    /// Returns `None` as well if `out` is shorter than one packet.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+        mut on_event: impl FnMut(SessionEvent),
+    ) -> Option<Transmit> {
+        let due = self.next_send_at();
+        if now < due {
+            return None;
+        }
+        let packet_len = RTP_HEADER_LEN + self.samples_per_packet as usize;
+        let packet = out.get_mut(..packet_len)?;
+        let ptime_nanos = self.ptime.as_nanos().max(1);
+        let behind = ((now - due).as_nanos() / ptime_nanos) as u64;
+        let mut skipped_ticks = 0;
+        if behind > LATE_TICKS_BEFORE_SKIP {
+            skipped_ticks = behind;
+            self.next_tick += behind;
+            self.timestamp = self
+                .timestamp
+                .wrapping_add((behind as u32).wrapping_mul(self.samples_per_packet));
+            self.counters.late_ticks += behind;
+        }
+        let (header, payload) = packet.split_at_mut(RTP_HEADER_LEN);
+        let item_started = self.player.fill(payload, self.encoding, |ended| {
+            on_event(SessionEvent::PlayDone {
+                play_id: ended.play_id,
+                interrupted: ended.interrupted,
+            })
+        });
+        RtpHeader {
+            marker: self.first_packet || item_started,
+            payload_type: self.codec.payload_type(),
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            ssrc: self.ssrc,
+        }
+        .write(header)?;
+        self.first_packet = false;
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(self.samples_per_packet);
+        self.next_tick += 1;
+        self.counters.packets_sent += 1;
+        self.counters.bytes_sent += packet_len as u64;
+        Some(Transmit {
+            len: packet_len,
+            destination: self.remote,
+            skipped_ticks,
+        })
+    }
+
+    /// Consumes one datagram received from `source`.
+    pub fn handle_datagram(
+        &mut self,
+        source: SocketAddr,
+        datagram: &[u8],
+        mut on_event: impl FnMut(SessionEvent),
+    ) -> Received {
+        if self.remote_latched && source != self.remote {
+            self.counters.packets_ignored += 1;
+            return Received::Ignored;
+        }
+        let Ok(packet) = parse_rtp(datagram) else {
+            self.counters.packets_ignored += 1;
+            return Received::Ignored;
+        };
+        if !self.remote_latched {
+            self.remote = source;
+            self.remote_latched = true;
+        }
+        self.counters.packets_received += 1;
+        self.counters.bytes_received += datagram.len() as u64;
+        if Some(packet.payload_type) == self.dtmf_payload_type {
+            if let DtmfOutcome::NewDigit(digit) =
+                self.dtmf.on_packet(packet.timestamp, packet.payload)
+            {
+                self.counters.dtmf_digits += 1;
+                on_event(SessionEvent::Dtmf { digit });
+                return Received::Dtmf(digit);
+            }
+        }
+        Received::Rtp
+    }
+
+    /// Ends the session: queued items are reported interrupted; returns the final counters.
+    pub fn close(mut self, on_event: impl FnMut(SessionEvent)) -> SessionCounters {
+        self.stop_playback(on_event);
+        self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::parse_rtp;
+    use std::sync::Arc;
+
+    const PTIME: Duration = Duration::from_millis(20);
+
+    fn remote() -> SocketAddr {
+        "192.0.2.10:40000".parse().unwrap()
+    }
+
+    fn params(codec: PayloadCodec) -> SessionParams {
+        SessionParams {
+            remote: remote(),
+            codec,
+            dtmf_payload_type: Some(101),
+            ptime_ms: 20,
+            ssrc: 0x1234_5678,
+            initial_sequence: 0xFFFE,
+            initial_timestamp: 0xFFFF_FF00,
+        }
+    }
+
+    fn media(bytes: &[u8]) -> MediaData {
+        MediaData::Shared(Arc::from(bytes))
+    }
+
+    /// Sends every packet due at `now`, returning (packet bytes, events) per packet.
+    fn drain(session: &mut Session, now: Instant) -> Vec<(Vec<u8>, Vec<SessionEvent>)> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        loop {
+            let mut events = Vec::new();
+            match session.poll_transmit(now, &mut buf, |e| events.push(e)) {
+                Some(tx) => out.push((buf[..tx.len].to_vec(), events)),
+                None => return out,
+            }
+        }
+    }
+
+    fn one(session: &mut Session, now: Instant) -> (Vec<u8>, Vec<SessionEvent>) {
+        let mut packets = drain(session, now);
+        assert_eq!(packets.len(), 1, "expected exactly one packet due");
+        packets.pop().unwrap()
+    }
+
+    #[test]
+    fn first_packet_header_fields() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let tx = s.poll_transmit(t0, &mut buf, |_| {}).unwrap();
+        assert_eq!(tx.len, 12 + 160);
+        assert_eq!(tx.destination, remote());
+        assert_eq!(tx.skipped_ticks, 0);
+        assert_eq!(buf[0], 0x80, "V=2, no padding/extension/CSRC");
+        let p = parse_rtp(&buf[..tx.len]).unwrap();
+        assert!(p.marker, "first packet of the stream has the marker bit");
+        assert_eq!(p.payload_type, 0);
+        assert_eq!(p.sequence, 0xFFFE);
+        assert_eq!(p.timestamp, 0xFFFF_FF00);
+        assert_eq!(p.ssrc, 0x1234_5678);
+        assert!(p.payload.iter().all(|b| *b == g711::ULAW_SILENCE));
+    }
+
+    #[test]
+    fn sequence_and_timestamp_advance_with_wraparound() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut seen = Vec::new();
+        for n in 0..5u32 {
+            let (pkt, _) = one(&mut s, t0 + PTIME * n);
+            let p = parse_rtp(&pkt).unwrap();
+            seen.push((p.sequence, p.timestamp, p.marker));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (0xFFFE, 0xFFFF_FF00, true),
+                (0xFFFF, 0xFFFF_FFA0, false),
+                (0x0000, 0x0000_0040, false),
+                (0x0001, 0x0000_00E0, false),
+                (0x0002, 0x0000_0180, false),
+            ]
+        );
+        assert_eq!(s.counters().packets_sent, 5);
+        assert_eq!(s.counters().bytes_sent, 5 * 172);
+    }
+
+    #[test]
+    fn random_origins_differ() {
+        let a = SessionParams::with_random_origin(remote(), PayloadCodec::Pcmu, None, 20);
+        let b = SessionParams::with_random_origin(remote(), PayloadCodec::Pcmu, None, 20);
+        assert_ne!(
+            (a.ssrc, a.initial_sequence, a.initial_timestamp),
+            (b.ssrc, b.initial_sequence, b.initial_timestamp)
+        );
+    }
+
+    #[test]
+    fn pacing_is_on_absolute_deadlines() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        assert_eq!(s.next_send_at(), t0);
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        // A driver that always wakes 7 ms late: deadlines do not drift.
+        for n in 0..50u32 {
+            let due = t0 + PTIME * n;
+            assert_eq!(s.next_send_at(), due);
+            assert!(s
+                .poll_transmit(due - Duration::from_micros(1), &mut buf, |_| {})
+                .is_none());
+            assert!(s
+                .poll_transmit(due + Duration::from_millis(7), &mut buf, |_| {})
+                .is_some());
+            assert!(s
+                .poll_transmit(due + Duration::from_millis(7), &mut buf, |_| {})
+                .is_none());
+        }
+        assert_eq!(s.next_send_at(), t0 + PTIME * 50);
+        assert_eq!(s.counters().late_ticks, 0);
+    }
+
+    #[test]
+    fn a_little_late_catches_up_packet_by_packet() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        one(&mut s, t0);
+        // Due at 20 ms, woken at 65 ms: ticks 1, 2 and 3 are all due.
+        let packets = drain(&mut s, t0 + Duration::from_millis(65));
+        assert_eq!(packets.len(), 3);
+        let seqs: Vec<u16> = packets
+            .iter()
+            .map(|(p, _)| parse_rtp(p).unwrap().sequence)
+            .collect();
+        assert_eq!(seqs, vec![0xFFFF, 0, 1]);
+        assert_eq!(s.next_send_at(), t0 + PTIME * 4);
+        assert_eq!(s.counters().late_ticks, 0);
+    }
+
+    #[test]
+    fn far_behind_skips_ahead_instead_of_bursting() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let (first, _) = one(&mut s, t0);
+        let first = parse_rtp(&first).unwrap();
+        // Due at tick 1 (20 ms), woken at 215 ms: 9 whole ticks behind.
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let now = t0 + Duration::from_millis(215);
+        let tx = s.poll_transmit(now, &mut buf, |_| {}).unwrap();
+        assert_eq!(tx.skipped_ticks, 9);
+        let p = parse_rtp(&buf[..tx.len]).unwrap();
+        assert_eq!(p.sequence, first.sequence.wrapping_add(1));
+        assert_eq!(p.timestamp, first.timestamp.wrapping_add(10 * 160));
+        assert!(s.poll_transmit(now, &mut buf, |_| {}).is_none());
+        assert_eq!(s.next_send_at(), t0 + PTIME * 11);
+        assert_eq!(s.counters().late_ticks, 9);
+        assert_eq!(s.counters().packets_sent, 2);
+    }
+
+    #[test]
+    fn rejects_bad_ptime_and_short_buffer() {
+        let t0 = Instant::now();
+        let mut p = params(PayloadCodec::Pcmu);
+        p.ptime_ms = 0;
+        assert_eq!(Session::new(p, t0).unwrap_err(), SessionError::BadPtime(0));
+        p.ptime_ms = 121;
+        assert!(Session::new(p, t0).is_err());
+        p.ptime_ms = 30;
+        let mut s = Session::new(p, t0).unwrap();
+        assert!(s.poll_transmit(t0, &mut [0u8; 100], |_| {}).is_none());
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        assert_eq!(s.poll_transmit(t0, &mut buf, |_| {}).unwrap().len, 12 + 240);
+    }
+
+    #[test]
+    fn playback_bytes_markers_and_play_done() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let (_, _) = one(&mut s, t0); // idle silence, marker (stream start)
+        let file: Vec<u8> = (0..400u32).map(|i| (i % 251) as u8).collect();
+        s.play(42, media(&file), 1).unwrap();
+        let mut played = Vec::new();
+        let mut markers = Vec::new();
+        let mut done_at = None;
+        for n in 1..=4u32 {
+            let (pkt, events) = one(&mut s, t0 + PTIME * n);
+            let p = parse_rtp(&pkt).unwrap();
+            markers.push(p.marker);
+            played.extend_from_slice(p.payload);
+            if !events.is_empty() {
+                assert_eq!(
+                    events,
+                    vec![SessionEvent::PlayDone {
+                        play_id: 42,
+                        interrupted: false
+                    }]
+                );
+                done_at = Some(n);
+            }
+        }
+        assert_eq!(markers, vec![true, false, false, false]);
+        assert_eq!(&played[..400], &file[..]);
+        assert!(played[400..].iter().all(|b| *b == 0xFF));
+        assert_eq!(
+            done_at,
+            Some(3),
+            "400 bytes end in the third 160-byte frame"
+        );
+        // A second item gets the marker bit again.
+        s.play(43, media(&[1, 2, 3]), 1).unwrap();
+        let (pkt, events) = one(&mut s, t0 + PTIME * 5);
+        let p = parse_rtp(&pkt).unwrap();
+        assert!(p.marker);
+        assert_eq!(&p.payload[..4], &[1, 2, 3, 0xFF]);
+        assert_eq!(events.len(), 1);
+    }
+
+    #[test]
+    fn alaw_session_transcodes_and_pads_with_alaw_silence() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcma), t0).unwrap();
+        let file: Vec<u8> = (0..=255u8).collect();
+        s.play(1, media(&file), 1).unwrap();
+        let mut payload = Vec::new();
+        for n in 0..2u32 {
+            let (pkt, _) = one(&mut s, t0 + PTIME * n);
+            let p = parse_rtp(&pkt).unwrap();
+            assert_eq!(p.payload_type, 8);
+            payload.extend_from_slice(p.payload);
+        }
+        let table = g711::ulaw_to_alaw_table();
+        for i in 0..256 {
+            assert_eq!(payload[i], table[i]);
+        }
+        assert!(payload[256..].iter().all(|b| *b == g711::ALAW_SILENCE));
+        assert_eq!(payload[0], 0x2A, "μ-law 0x00 (-32124) is A-law 0x2A");
+    }
+
+    #[test]
+    fn loops_repeat_the_item() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let file: Vec<u8> = (1..=100u8).collect();
+        s.play(5, media(&file), 3).unwrap();
+        let mut payload = Vec::new();
+        let mut events = Vec::new();
+        for n in 0..3u32 {
+            let (pkt, ev) = one(&mut s, t0 + PTIME * n);
+            payload.extend_from_slice(parse_rtp(&pkt).unwrap().payload);
+            events.extend(ev);
+        }
+        let expected: Vec<u8> = file.iter().chain(&file).chain(&file).copied().collect();
+        assert_eq!(&payload[..300], &expected[..]);
+        assert!(payload[300..].iter().all(|b| *b == 0xFF));
+        assert_eq!(
+            events,
+            vec![SessionEvent::PlayDone {
+                play_id: 5,
+                interrupted: false
+            }]
+        );
+    }
+
+    #[test]
+    fn stop_playback_interrupts_current_and_queued_items() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        s.play(1, media(&[7; 50]), 0).unwrap();
+        s.silence(2, 1000).unwrap();
+        s.play(3, media(&[8; 50]), 1).unwrap();
+        for n in 0..10u32 {
+            let (pkt, ev) = one(&mut s, t0 + PTIME * n);
+            assert!(ev.is_empty(), "an endless loop never ends by itself");
+            assert!(parse_rtp(&pkt).unwrap().payload.iter().all(|b| *b == 7));
+        }
+        let mut events = Vec::new();
+        s.stop_playback(|e| events.push(e));
+        let ids: Vec<(u32, bool)> = events
+            .iter()
+            .map(|e| match e {
+                SessionEvent::PlayDone {
+                    play_id,
+                    interrupted,
+                } => (*play_id, *interrupted),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, vec![(1, true), (2, true), (3, true)]);
+        let (pkt, ev) = one(&mut s, t0 + PTIME * 10);
+        assert!(ev.is_empty());
+        assert!(parse_rtp(&pkt).unwrap().payload.iter().all(|b| *b == 0xFF));
+        assert_eq!(s.queued_items(), 0);
+    }
+
+    #[test]
+    fn silence_lasts_exactly_its_duration() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        s.silence(1, 30).unwrap(); // 240 samples: 1.5 frames
+        s.play(2, media(&[0x11; 160]), 1).unwrap();
+        let (p0, e0) = one(&mut s, t0);
+        let (p1, e1) = one(&mut s, t0 + PTIME);
+        let (p2, e2) = one(&mut s, t0 + PTIME * 2);
+        let (p0, p1, p2) = (
+            parse_rtp(&p0).unwrap(),
+            parse_rtp(&p1).unwrap(),
+            parse_rtp(&p2).unwrap(),
+        );
+        assert!(p0.payload.iter().all(|b| *b == 0xFF));
+        assert!(e0.is_empty());
+        assert!(p1.payload[..80].iter().all(|b| *b == 0xFF));
+        assert!(p1.payload[80..].iter().all(|b| *b == 0x11));
+        assert!(p1.marker, "the media item starts in this packet");
+        assert_eq!(
+            e1,
+            vec![SessionEvent::PlayDone {
+                play_id: 1,
+                interrupted: false
+            }]
+        );
+        assert!(p2.payload[..80].iter().all(|b| *b == 0x11));
+        assert!(p2.payload[80..].iter().all(|b| *b == 0xFF));
+        assert!(!p2.marker);
+        assert_eq!(
+            e2,
+            vec![SessionEvent::PlayDone {
+                play_id: 2,
+                interrupted: false
+            }]
+        );
+    }
+
+    #[test]
+    fn close_reports_queued_items_and_counters() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        s.play(9, media(&[1; 10]), 0).unwrap();
+        one(&mut s, t0);
+        let mut events = Vec::new();
+        let counters = s.close(|e| events.push(e));
+        assert_eq!(
+            events,
+            vec![SessionEvent::PlayDone {
+                play_id: 9,
+                interrupted: true
+            }]
+        );
+        assert_eq!(counters.packets_sent, 1);
+    }
+
+    #[test]
+    fn play_queue_is_bounded() {
+        let mut s = Session::new(params(PayloadCodec::Pcmu), Instant::now()).unwrap();
+        for i in 0..PLAY_QUEUE_CAPACITY as u32 {
+            s.silence(i, 20).unwrap();
+        }
+        assert_eq!(s.silence(99, 20), Err(SessionError::QueueFull));
+    }
+
+    fn rtp_packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut pkt = vec![0u8; 12];
+        RtpHeader {
+            marker: false,
+            payload_type: pt,
+            sequence: seq,
+            timestamp: ts,
+            ssrc: 0xAABB_CCDD,
+        }
+        .write(&mut pkt)
+        .unwrap();
+        pkt.extend_from_slice(payload);
+        pkt
+    }
+
+    #[test]
+    fn symmetric_rtp_latches_to_first_valid_packet_source() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let nat: SocketAddr = "198.51.100.7:61000".parse().unwrap();
+        let other: SocketAddr = "198.51.100.8:61000".parse().unwrap();
+        let mut events = Vec::new();
+        // Garbage does not latch.
+        assert_eq!(
+            s.handle_datagram(other, b"hello", |e| events.push(e)),
+            Received::Ignored
+        );
+        assert!(!s.remote_latched());
+        assert_eq!(s.remote(), remote());
+        let audio = rtp_packet(0, 1, 160, &[0xFF; 160]);
+        assert_eq!(
+            s.handle_datagram(nat, &audio, |e| events.push(e)),
+            Received::Rtp
+        );
+        assert!(s.remote_latched());
+        assert_eq!(s.remote(), nat);
+        // Later packets from elsewhere are ignored; sends go to the latched address.
+        assert_eq!(
+            s.handle_datagram(other, &audio, |e| events.push(e)),
+            Received::Ignored
+        );
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        assert_eq!(
+            s.poll_transmit(t0, &mut buf, |_| {}).unwrap().destination,
+            nat
+        );
+        let c = s.counters();
+        assert_eq!((c.packets_received, c.packets_ignored), (1, 2));
+        assert_eq!(c.bytes_received, 172);
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn dtmf_digits_reported_once_per_event() {
+        let mut s = Session::new(params(PayloadCodec::Pcmu), Instant::now()).unwrap();
+        let src = remote();
+        let mut events = Vec::new();
+        let mut seq = 100;
+        for (digit_code, ts) in [(1u8, 8000u32), (2, 16000)] {
+            // Updates, then three identical end packets (same seq, same timestamp).
+            for duration in [160u16, 320, 480] {
+                let payload = [digit_code, 0x0A, (duration >> 8) as u8, duration as u8];
+                s.handle_datagram(src, &rtp_packet(101, seq, ts, &payload), |e| events.push(e));
+                seq += 1;
+            }
+            for _ in 0..3 {
+                let payload = [digit_code, 0x8A, 0x02, 0x80];
+                s.handle_datagram(src, &rtp_packet(101, seq, ts, &payload), |e| events.push(e));
+            }
+            seq += 1;
+        }
+        // Audio with PT 0 that happens to start like an event is not DTMF.
+        s.handle_datagram(src, &rtp_packet(0, seq, 24000, &[3, 0x0A, 0, 160]), |e| {
+            events.push(e)
+        });
+        assert_eq!(
+            events,
+            vec![
+                SessionEvent::Dtmf { digit: b'1' },
+                SessionEvent::Dtmf { digit: b'2' }
+            ]
+        );
+        assert_eq!(s.counters().dtmf_digits, 2);
+        assert_eq!(s.counters().packets_received, 13);
+    }
+
+    /// The RTP payloads of SIPp's `dtmf_2833_1.pcap` (PT 101, digit 1, three end packets).
+    const SIPP_DTMF_1: [&str; 10] = [
+        "80e51f30000033e00e05384e010a0000",
+        "80651f31000033e00e05384e010a0140",
+        "80651f32000033e00e05384e010a0280",
+        "80651f33000033e00e05384e010a03c0",
+        "80651f34000033e00e05384e010a0500",
+        "80651f35000033e00e05384e010a0640",
+        "80651f36000033e00e05384e010a0780",
+        "80651f37000033e00e05384e018a08c0",
+        "80651f37000033e00e05384e018a08c0",
+        "80651f37000033e00e05384e018a08c0",
+    ];
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// UDP payloads of a classic-format pcap with Ethernet/IPv4 framing.
+    fn pcap_udp_payloads(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let magic = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+        let big_endian = match magic {
+            0xA1B2_C3D4 | 0xA1B2_3C4D => false,
+            0xD4C3_B2A1 | 0x4D3C_B2A1 => true,
+            other => panic!("not a pcap file: magic {other:#x}"),
+        };
+        let read_u32 = |b: &[u8]| {
+            let a: [u8; 4] = b.try_into().unwrap();
+            if big_endian {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }
+        };
+        assert_eq!(read_u32(&bytes[20..24]), 1, "Ethernet link type");
+        let mut payloads = Vec::new();
+        let mut off = 24;
+        while off + 16 <= bytes.len() {
+            let incl = read_u32(&bytes[off + 8..off + 12]) as usize;
+            let frame = &bytes[off + 16..off + 16 + incl];
+            off += 16 + incl;
+            assert_eq!(&frame[12..14], &[0x08, 0x00], "IPv4 ethertype");
+            let ip = &frame[14..];
+            assert_eq!(ip[9], 17, "UDP");
+            let ihl = usize::from(ip[0] & 0x0F) * 4;
+            let udp = &ip[ihl..];
+            let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+            payloads.push(udp[8..udp_len].to_vec());
+        }
+        payloads
+    }
+
+    fn digits_from(packets: &[Vec<u8>]) -> Vec<u8> {
+        let mut s = Session::new(params(PayloadCodec::Pcmu), Instant::now()).unwrap();
+        let mut digits = Vec::new();
+        for pkt in packets {
+            s.handle_datagram(remote(), pkt, |e| {
+                if let SessionEvent::Dtmf { digit } = e {
+                    digits.push(digit)
+                }
+            });
+        }
+        assert_eq!(s.counters().packets_received, packets.len() as u64);
+        digits
+    }
+
+    #[test]
+    fn sipp_dtmf_capture_gives_one_digit() {
+        let packets: Vec<Vec<u8>> = SIPP_DTMF_1.iter().map(|h| unhex(h)).collect();
+        assert_eq!(digits_from(&packets), b"1");
+    }
+
+    #[test]
+    fn sipp_pcap_files_give_one_digit_each() {
+        let dir = std::path::Path::new("/usr/share/sip-tester");
+        if !dir.exists() {
+            // SIPp not installed: the embedded copy above covers the packet shape.
+            return;
+        }
+        let expected = [
+            ("0", b'0'),
+            ("1", b'1'),
+            ("5", b'5'),
+            ("9", b'9'),
+            ("star", b'*'),
+            ("pound", b'#'),
+        ];
+        for (name, digit) in expected {
+            let bytes = std::fs::read(dir.join(format!("dtmf_2833_{name}.pcap"))).unwrap();
+            let packets = pcap_udp_payloads(&bytes);
+            assert!(packets.len() >= 4, "{name}: {} packets", packets.len());
+            assert_eq!(digits_from(&packets), vec![digit], "pcap {name}");
+        }
+        // The embedded copy is byte-identical to the capture.
+        let bytes = std::fs::read(dir.join("dtmf_2833_1.pcap")).unwrap();
+        let from_file = pcap_udp_payloads(&bytes);
+        let embedded: Vec<Vec<u8>> = SIPP_DTMF_1.iter().map(|h| unhex(h)).collect();
+        assert_eq!(from_file, embedded);
+    }
+}

@@ -1,0 +1,720 @@
+//! One media worker: a long-lived loop that owns a fixed-capacity table of RTP sessions,
+//! executes the control plane's commands from its shmq command ring and reports on its
+//! event ring.
+//!
+//! The loop waits in epoll (mio) on the command doorbell, a deadline timerfd and every
+//! session's UDP socket; then it drains commands, reads every ready socket, sends every
+//! packet that is due and publishes events and counters. All buffers, the session table,
+//! the deadline heap and the pending-event queue are allocated up front: the packet path
+//! does not allocate, lock or log. Per-command work (binding a socket, mapping a file) is
+//! allowed to.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use shmq::{Codec, Command, Doorbell, Event, FailReason, MediaId, Record, SessionId};
+use tracing::{debug, warn};
+
+use crate::player::MediaData;
+use crate::ports::{PortError, PortPool, PortSlice};
+use crate::session::{
+    PayloadCodec, Received, Session, SessionError, SessionEvent, SessionParams, MAX_PACKET_LEN,
+};
+use crate::timer::DeadlineTimer;
+use crate::MediaError;
+
+/// How often the loop wakes without traffic to look at the stop flag.
+pub const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Events kept while the event ring is full; beyond this they are dropped (and counted).
+pub const PENDING_EVENT_CAPACITY: usize = 4096;
+/// Commands executed per loop iteration before sending due packets again.
+const COMMANDS_PER_ITERATION: usize = 256;
+/// How soon to retry pushing pending events to a full ring.
+const PENDING_RETRY: Duration = Duration::from_millis(1);
+/// Receive buffer: larger than any sane RTP datagram on an Ethernet path.
+const RECV_BUFFER_LEN: usize = 2048;
+const DOORBELL_TOKEN: Token = Token(usize::MAX - 1);
+const TIMER_TOKEN: Token = Token(usize::MAX - 2);
+
+/// Everything one worker needs; built by [`crate::run`] (or a test) and moved to its thread.
+pub struct WorkerSetup {
+    pub index: usize,
+    pub rtp_ip: IpAddr,
+    pub ports: PortSlice,
+    pub cache_dir: PathBuf,
+    pub max_sessions: usize,
+    pub segment: Arc<shmq::Segment>,
+    pub commands: shmq::Consumer,
+    pub events: shmq::Producer,
+    pub command_doorbell: Doorbell,
+    pub event_doorbell: Doorbell,
+}
+
+/// Events on their way to the event ring, with a bounded overflow queue.
+struct EventOutbox {
+    ring: shmq::Producer,
+    doorbell: Doorbell,
+    pending: VecDeque<Record>,
+    pending_capacity: usize,
+    pushed_since_ring: bool,
+    dropped: u64,
+}
+
+impl EventOutbox {
+    fn new(ring: shmq::Producer, doorbell: Doorbell, pending_capacity: usize) -> EventOutbox {
+        EventOutbox {
+            ring,
+            doorbell,
+            pending: VecDeque::with_capacity(pending_capacity),
+            pending_capacity,
+            pushed_since_ring: false,
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, event: Event) {
+        let record = event.encode();
+        if self.pending.is_empty() && self.ring.push(&record).is_ok() {
+            self.pushed_since_ring = true;
+            return;
+        }
+        if self.pending.len() < self.pending_capacity {
+            self.pending.push_back(record);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Moves pending events to the ring while it has room; rings the doorbell if anything
+    /// was published since the last ring.
+    fn flush(&mut self) {
+        while let Some(record) = self.pending.front() {
+            if self.ring.push(record).is_err() {
+                break;
+            }
+            self.pending.pop_front();
+            self.pushed_since_ring = true;
+        }
+        if self.pushed_since_ring {
+            self.doorbell.ring();
+            self.pushed_since_ring = false;
+        }
+    }
+}
+
+/// Counters accumulated during one iteration, then added to the shared `WorkerStats`.
+#[derive(Default)]
+struct StatsDelta {
+    packets_in: u64,
+    packets_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    dtmf_events: u64,
+    late_ticks: u64,
+}
+
+/// Worker-local counters that have no slot in the shared `WorkerStats`.
+#[derive(Default, Debug, Clone, Copy)]
+struct LocalCounters {
+    send_errors: u64,
+    receive_errors: u64,
+    events_dropped_reported: u64,
+}
+
+struct SessionSlot {
+    id: SessionId,
+    generation: u32,
+    port: u16,
+    socket: UdpSocket,
+    session: Session,
+}
+
+/// A worker's state; [`Worker::run`] is its loop.
+pub struct Worker {
+    index: usize,
+    rtp_ip: IpAddr,
+    cache_dir: PathBuf,
+    segment: Arc<shmq::Segment>,
+    poll: Poll,
+    timer: DeadlineTimer,
+    commands: shmq::Consumer,
+    command_doorbell: Doorbell,
+    outbox: EventOutbox,
+    slots: Vec<Option<SessionSlot>>,
+    generations: Vec<u32>,
+    free_slots: Vec<usize>,
+    by_id: HashMap<SessionId, usize>,
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    ports: PortPool,
+    send_buffer: Box<[u8]>,
+    recv_buffer: Box<[u8]>,
+    stats: StatsDelta,
+    local: LocalCounters,
+}
+
+impl Worker {
+    /// Allocates everything the worker will ever need and registers its doorbell and timer.
+    pub fn new(setup: WorkerSetup) -> Result<Worker, MediaError> {
+        let io_err = |source| MediaError::Io {
+            worker: setup.index,
+            source,
+        };
+        let poll = Poll::new().map_err(io_err)?;
+        let timer = DeadlineTimer::new().map_err(io_err)?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&setup.command_doorbell.as_raw_fd()),
+                DOORBELL_TOKEN,
+                Interest::READABLE,
+            )
+            .map_err(io_err)?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&timer)),
+                TIMER_TOKEN,
+                Interest::READABLE,
+            )
+            .map_err(io_err)?;
+        let max = setup.max_sessions;
+        Ok(Worker {
+            index: setup.index,
+            rtp_ip: setup.rtp_ip,
+            cache_dir: setup.cache_dir,
+            segment: setup.segment,
+            poll,
+            timer,
+            commands: setup.commands,
+            command_doorbell: setup.command_doorbell,
+            outbox: EventOutbox::new(setup.events, setup.event_doorbell, PENDING_EVENT_CAPACITY),
+            slots: (0..max).map(|_| None).collect(),
+            generations: vec![0; max],
+            free_slots: (0..max).rev().collect(),
+            by_id: HashMap::with_capacity(max),
+            // Live entries are one per session; stale ones (closed sessions) drain within a ptime.
+            deadlines: BinaryHeap::with_capacity(max * 2 + 16),
+            ports: PortPool::new(setup.ports),
+            send_buffer: vec![0u8; MAX_PACKET_LEN].into_boxed_slice(),
+            recv_buffer: vec![0u8; RECV_BUFFER_LEN].into_boxed_slice(),
+            stats: StatsDelta::default(),
+            local: LocalCounters::default(),
+        })
+    }
+
+    /// Runs until `stop` is set (checked at least every [`STOP_CHECK_INTERVAL`]).
+    pub fn run(mut self, stop: &AtomicBool) -> Result<(), MediaError> {
+        let mut events = Events::with_capacity(1024);
+        // The instant the timer is armed for, to skip re-arming it for the same deadline.
+        let mut armed_for: Option<Instant> = None;
+        debug!(worker = self.index, ports = ?self.ports.slice(), "media worker started");
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let wake = self.next_wake(now);
+            if armed_for != Some(wake) {
+                self.timer
+                    .arm(wake.saturating_duration_since(now))
+                    .map_err(|source| MediaError::Io {
+                        worker: self.index,
+                        source,
+                    })?;
+                armed_for = Some(wake);
+            }
+            match self.poll.poll(&mut events, Some(STOP_CHECK_INTERVAL)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(MediaError::Io {
+                        worker: self.index,
+                        source,
+                    })
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    DOORBELL_TOKEN => {
+                        self.command_doorbell.drain();
+                    }
+                    TIMER_TOKEN => {
+                        self.timer.clear();
+                        armed_for = None;
+                    }
+                    Token(slot) => self.receive(slot),
+                }
+            }
+            self.execute_commands(Instant::now());
+            self.send_due(Instant::now());
+            self.outbox.flush();
+            self.publish_stats();
+        }
+        debug!(
+            worker = self.index,
+            sessions = self.by_id.len(),
+            send_errors = self.local.send_errors,
+            receive_errors = self.local.receive_errors,
+            events_dropped = self.outbox.dropped,
+            "media worker stopping"
+        );
+        Ok(())
+    }
+
+    /// The earliest of: the next send deadline, a retry for pending events or leftover
+    /// commands, and the stop check.
+    fn next_wake(&self, now: Instant) -> Instant {
+        let mut wake = now + STOP_CHECK_INTERVAL;
+        if let Some(Reverse((deadline, _, _))) = self.deadlines.peek() {
+            wake = wake.min(*deadline);
+        }
+        if !self.outbox.pending.is_empty() {
+            wake = wake.min(now + PENDING_RETRY);
+        }
+        if !self.commands.is_empty() {
+            wake = now;
+        }
+        wake
+    }
+
+    fn execute_commands(&mut self, now: Instant) {
+        for _ in 0..COMMANDS_PER_ITERATION {
+            let Some(record) = self.commands.pop() else {
+                return;
+            };
+            match Command::decode(&record) {
+                Ok(command) => self.execute(command, now),
+                Err(error) => {
+                    warn!(worker = self.index, kind = record.kind, session = record.session, %error,
+                          "undecodable command");
+                    self.outbox.push(Event::SessionFailed {
+                        session: SessionId(record.session),
+                        reason: FailReason::BadCommand,
+                    });
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::OpenSession {
+                session,
+                remote,
+                codec,
+                dtmf_payload_type,
+                ptime_ms,
+            } => {
+                let event = match self.open_session(
+                    session,
+                    remote,
+                    codec,
+                    dtmf_payload_type,
+                    ptime_ms,
+                    now,
+                ) {
+                    Ok(local_port) => Event::SessionOpened {
+                        session,
+                        local_port,
+                    },
+                    Err(reason) => Event::SessionFailed { session, reason },
+                };
+                self.outbox.push(event);
+            }
+            Command::Play {
+                session,
+                play_id,
+                media,
+                loops,
+            } => {
+                if let Err(reason) = self.play(session, play_id, media, loops) {
+                    self.outbox.push(Event::PlayFailed {
+                        session,
+                        play_id,
+                        reason,
+                    });
+                }
+            }
+            Command::Silence {
+                session,
+                play_id,
+                duration_ms,
+            } => {
+                let result = match self.session_mut(session) {
+                    Some(slot) => slot
+                        .session
+                        .silence(play_id, duration_ms)
+                        .map_err(|_| FailReason::BadCommand),
+                    None => Err(FailReason::UnknownSession),
+                };
+                if let Err(reason) = result {
+                    self.outbox.push(Event::PlayFailed {
+                        session,
+                        play_id,
+                        reason,
+                    });
+                }
+            }
+            Command::StopPlayback { session } => {
+                let Some(&index) = self.by_id.get(&session) else {
+                    self.unknown_session(session);
+                    return;
+                };
+                let Self { slots, outbox, .. } = self;
+                if let Some(Some(slot)) = slots.get_mut(index) {
+                    slot.session
+                        .stop_playback(|e| outbox.push(session_event(session, e)));
+                }
+            }
+            Command::CloseSession { session } => match self.by_id.get(&session) {
+                Some(&index) => self.close_session(index),
+                None => self.unknown_session(session),
+            },
+        }
+    }
+
+    fn unknown_session(&mut self, session: SessionId) {
+        warn!(
+            worker = self.index,
+            session = session.0,
+            "command for unknown session"
+        );
+        self.outbox.push(Event::SessionFailed {
+            session,
+            reason: FailReason::UnknownSession,
+        });
+    }
+
+    fn session_mut(&mut self, session: SessionId) -> Option<&mut SessionSlot> {
+        let index = *self.by_id.get(&session)?;
+        self.slots.get_mut(index)?.as_mut()
+    }
+
+    fn open_session(
+        &mut self,
+        id: SessionId,
+        remote: SocketAddr,
+        codec: Codec,
+        dtmf_payload_type: Option<u8>,
+        ptime_ms: u16,
+        now: Instant,
+    ) -> Result<u16, FailReason> {
+        if self.by_id.contains_key(&id) {
+            warn!(
+                worker = self.index,
+                session = id.0,
+                "OpenSession for an open session"
+            );
+            return Err(FailReason::BadCommand);
+        }
+        if remote.is_ipv4() != self.rtp_ip.is_ipv4() {
+            warn!(worker = self.index, session = id.0, %remote, rtp_ip = %self.rtp_ip,
+                  "remote address family differs from the RTP address");
+            return Err(FailReason::BadCommand);
+        }
+        let params = SessionParams::with_random_origin(
+            remote,
+            payload_codec(codec),
+            dtmf_payload_type,
+            ptime_ms,
+        );
+        let session = match Session::new(params, now) {
+            Ok(session) => session,
+            Err(error) => {
+                warn!(worker = self.index, session = id.0, %error, "OpenSession refused");
+                return Err(FailReason::BadCommand);
+            }
+        };
+        let Some(index) = self.free_slots.pop() else {
+            return Err(FailReason::SessionTableFull);
+        };
+        let rtp_ip = self.rtp_ip;
+        let (port, mut socket) = match self
+            .ports
+            .acquire(|port| UdpSocket::bind(SocketAddr::new(rtp_ip, port)))
+        {
+            Ok(bound) => bound,
+            Err(error) => {
+                self.free_slots.push(index);
+                return Err(match error {
+                    PortError::NoPortAvailable => FailReason::NoPortAvailable,
+                    PortError::Bind { port, source } => {
+                        warn!(worker = self.index, port, %source, "binding an RTP port failed");
+                        FailReason::SocketError
+                    }
+                });
+            }
+        };
+        if let Err(error) =
+            self.poll
+                .registry()
+                .register(&mut socket, Token(index), Interest::READABLE)
+        {
+            warn!(worker = self.index, port, %error, "registering an RTP socket failed");
+            self.ports.release(port);
+            self.free_slots.push(index);
+            return Err(FailReason::SocketError);
+        }
+        let generation = self.generations.get(index).copied().unwrap_or(0);
+        self.deadlines
+            .push(Reverse((session.next_send_at(), index, generation)));
+        if let Some(entry) = self.slots.get_mut(index) {
+            *entry = Some(SessionSlot {
+                id,
+                generation,
+                port,
+                socket,
+                session,
+            });
+        }
+        self.by_id.insert(id, index);
+        debug!(worker = self.index, session = id.0, port, %remote, "session opened");
+        Ok(port)
+    }
+
+    fn play(
+        &mut self,
+        session: SessionId,
+        play_id: u32,
+        media: MediaId,
+        loops: u16,
+    ) -> Result<(), FailReason> {
+        if !self.by_id.contains_key(&session) {
+            return Err(FailReason::UnknownSession);
+        }
+        let path = self.cache_dir.join(media.file_name());
+        let data = MediaData::map_file(&path).map_err(|error| {
+            warn!(worker = self.index, session = session.0, path = %path.display(), %error,
+                  "media file unavailable");
+            FailReason::MediaNotFound
+        })?;
+        let slot = self
+            .session_mut(session)
+            .ok_or(FailReason::UnknownSession)?;
+        slot.session
+            .play(play_id, data, loops)
+            .map_err(|error: SessionError| {
+                warn!(session = session.0, %error, "Play refused");
+                FailReason::BadCommand
+            })
+    }
+
+    fn close_session(&mut self, index: usize) {
+        let Some(mut slot) = self.slots.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        if let Err(error) = self.poll.registry().deregister(&mut slot.socket) {
+            warn!(worker = self.index, port = slot.port, %error, "deregistering an RTP socket failed");
+        }
+        drop(slot.socket);
+        self.ports.release(slot.port);
+        if let Some(generation) = self.generations.get_mut(index) {
+            *generation = generation.wrapping_add(1);
+        }
+        self.free_slots.push(index);
+        self.by_id.remove(&slot.id);
+        let id = slot.id;
+        let outbox = &mut self.outbox;
+        let counters = slot.session.close(|e| outbox.push(session_event(id, e)));
+        outbox.push(Event::SessionClosed {
+            session: id,
+            packets_sent: counters.packets_sent,
+            packets_received: counters.packets_received,
+        });
+        debug!(
+            worker = self.index,
+            session = id.0,
+            ?counters,
+            "session closed"
+        );
+    }
+
+    /// Reads every datagram waiting on a session's socket.
+    fn receive(&mut self, index: usize) {
+        let Self {
+            slots,
+            recv_buffer,
+            outbox,
+            stats,
+            local,
+            ..
+        } = self;
+        let Some(Some(slot)) = slots.get_mut(index) else {
+            return;
+        };
+        let id = slot.id;
+        loop {
+            match slot.socket.recv_from(recv_buffer) {
+                Ok((len, source)) => {
+                    stats.packets_in += 1;
+                    stats.bytes_in += len as u64;
+                    let datagram = recv_buffer.get(..len).unwrap_or_default();
+                    let received = slot
+                        .session
+                        .handle_datagram(source, datagram, |e| outbox.push(session_event(id, e)));
+                    if let Received::Dtmf(_) = received {
+                        stats.dtmf_events += 1;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP errors surface here (ECONNREFUSED...); keep reading.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    local.receive_errors += 1;
+                }
+                Err(_) => {
+                    local.receive_errors += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends every packet whose deadline has passed.
+    fn send_due(&mut self, now: Instant) {
+        let Self {
+            slots,
+            deadlines,
+            send_buffer,
+            outbox,
+            stats,
+            local,
+            ..
+        } = self;
+        while let Some(Reverse((deadline, index, generation))) = deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            deadlines.pop();
+            let Some(Some(slot)) = slots.get_mut(index) else {
+                continue;
+            };
+            if slot.generation != generation {
+                continue;
+            }
+            let id = slot.id;
+            while let Some(transmit) = slot
+                .session
+                .poll_transmit(now, send_buffer, |e| outbox.push(session_event(id, e)))
+            {
+                stats.late_ticks += transmit.skipped_ticks;
+                let packet = send_buffer.get(..transmit.len).unwrap_or_default();
+                match slot.socket.send_to(packet, transmit.destination) {
+                    Ok(sent) => {
+                        stats.packets_out += 1;
+                        stats.bytes_out += sent as u64;
+                    }
+                    Err(_) => local.send_errors += 1,
+                }
+            }
+            deadlines.push(Reverse((slot.session.next_send_at(), index, generation)));
+        }
+    }
+
+    /// Adds this iteration's counters to the shared `WorkerStats`.
+    fn publish_stats(&mut self) {
+        let delta = std::mem::take(&mut self.stats);
+        let shared = self.segment.worker_stats(self.index);
+        let add = |counter: &std::sync::atomic::AtomicU64, value: u64| {
+            if value != 0 {
+                counter.fetch_add(value, Ordering::Relaxed);
+            }
+        };
+        add(&shared.packets_in, delta.packets_in);
+        add(&shared.packets_out, delta.packets_out);
+        add(&shared.bytes_in, delta.bytes_in);
+        add(&shared.bytes_out, delta.bytes_out);
+        add(&shared.dtmf_events, delta.dtmf_events);
+        add(&shared.late_ticks, delta.late_ticks);
+        shared
+            .sessions_active
+            .store(self.by_id.len() as u64, Ordering::Relaxed);
+        if self.outbox.dropped != self.local.events_dropped_reported {
+            warn!(
+                worker = self.index,
+                dropped = self.outbox.dropped,
+                "event ring and pending queue full: events dropped"
+            );
+            self.local.events_dropped_reported = self.outbox.dropped;
+        }
+    }
+}
+
+fn payload_codec(codec: Codec) -> PayloadCodec {
+    match codec {
+        Codec::Pcmu => PayloadCodec::Pcmu,
+        Codec::Pcma => PayloadCodec::Pcma,
+    }
+}
+
+fn session_event(session: SessionId, event: SessionEvent) -> Event {
+    match event {
+        SessionEvent::PlayDone {
+            play_id,
+            interrupted,
+        } => Event::PlayDone {
+            session,
+            play_id,
+            interrupted,
+        },
+        SessionEvent::Dtmf { digit } => Event::Dtmf { session, digit },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dtmf(digit: u8) -> Event {
+        Event::Dtmf {
+            session: SessionId(1),
+            digit,
+        }
+    }
+
+    #[test]
+    fn outbox_keeps_events_while_the_ring_is_full_then_counts_drops() {
+        let dir = std::env::temp_dir().join(format!("media-outbox-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let segment = shmq::Segment::create(&dir.join("segment"), 1, 4).unwrap();
+        let mut consumer = segment.event_consumer(0).unwrap();
+        let doorbell = Doorbell::new().unwrap();
+        let doorbell_fd = doorbell.as_raw_fd();
+        let mut outbox = EventOutbox::new(segment.event_producer(0).unwrap(), doorbell, 3);
+
+        let digits = b"0123456789";
+        for d in digits {
+            outbox.push(dtmf(*d));
+        }
+        // 4 in the ring, 3 pending, 3 dropped.
+        assert_eq!(outbox.pending.len(), 3);
+        assert_eq!(outbox.dropped, 3);
+        outbox.flush();
+        let mut rang = [0u8; 8];
+        // SAFETY: reading the eventfd counter into 8 bytes.
+        let n = unsafe { libc::read(doorbell_fd, rang.as_mut_ptr().cast(), 8) };
+        assert_eq!(n, 8, "flush rang the event doorbell");
+
+        let mut received = Vec::new();
+        while let Some(r) = consumer.pop() {
+            received.push(Event::decode(&r).unwrap());
+        }
+        assert_eq!(received.len(), 4);
+        outbox.flush(); // the ring has room again: pending events go out, in order
+        assert!(outbox.pending.is_empty());
+        while let Some(r) = consumer.pop() {
+            received.push(Event::decode(&r).unwrap());
+        }
+        let expected: Vec<Event> = digits[..7].iter().map(|d| dtmf(*d)).collect();
+        assert_eq!(received, expected);
+        // New events keep their order behind pending ones.
+        outbox.push(dtmf(b'A'));
+        outbox.flush();
+        assert_eq!(Event::decode(&consumer.pop().unwrap()).unwrap(), dtmf(b'A'));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

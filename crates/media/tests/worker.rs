@@ -1,0 +1,561 @@
+//! End-to-end test of the media plane through its real interfaces: a shmq segment file, the
+//! attach socket, doorbells, a cache directory with a real .ulaw file and real UDP sockets.
+//! The test plays the control plane; `media::run` runs on a thread as the media process would.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use media::rtp::{parse_rtp, RtpHeader};
+use media::{MediaConfig, MediaError};
+use shmq::{Codec, Command, Event, FailReason, MediaId, SessionId};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "media-it-{name}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The control plane's side of one attached media plane.
+struct Control {
+    segment: Arc<shmq::Segment>,
+    doorbells: shmq::DoorbellSet,
+    attachment: Option<shmq::Attachment>,
+    commands: Vec<shmq::Producer>,
+    events: Vec<shmq::Consumer>,
+    media: Option<JoinHandle<Result<(), MediaError>>>,
+}
+
+impl Control {
+    /// Creates the segment and attach socket, starts `media::run` on a thread and attaches it.
+    fn start(dir: &Path, cache_dir: &Path, workers: usize, port_base: u16) -> Control {
+        let segment_path = dir.join("segment");
+        let socket_path = dir.join("attach.sock");
+        let segment = shmq::Segment::create(&segment_path, workers, 256).unwrap();
+        let doorbells = shmq::DoorbellSet::new(workers).unwrap();
+        let listener = shmq::AttachListener::bind(&socket_path).unwrap();
+        let cfg = MediaConfig {
+            cores: (0..workers).collect(),
+            rtp_ip: "127.0.0.1".parse().unwrap(),
+            rtp_port_min: port_base,
+            rtp_port_max: port_base + 99,
+            cache_dir: cache_dir.to_path_buf(),
+            max_sessions_per_worker: 8,
+        };
+        let media = std::thread::spawn(move || {
+            let segment = shmq::Segment::open(&segment_path)?;
+            let (doorbells, attachment) = shmq::attach(&socket_path, &segment)?;
+            media::run(cfg, segment, doorbells, attachment)
+        });
+        let attachment = listener
+            .accept(&segment, &doorbells, Duration::from_secs(10))
+            .unwrap();
+        let commands = (0..workers)
+            .map(|w| segment.command_producer(w).unwrap())
+            .collect();
+        let events = (0..workers)
+            .map(|w| segment.event_consumer(w).unwrap())
+            .collect();
+        Control {
+            segment,
+            doorbells,
+            attachment: Some(attachment),
+            commands,
+            events,
+            media: Some(media),
+        }
+    }
+
+    fn send(&mut self, worker: usize, command: Command) {
+        self.commands[worker].push(&command.encode()).unwrap();
+        self.doorbells.commands[worker].ring();
+    }
+
+    /// Waits for the next event of `worker`, sleeping on its doorbell between checks.
+    fn next_event(&mut self, worker: usize, timeout: Duration) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(record) = self.events[worker].pop() {
+                return Some(Event::decode(&record).unwrap());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(50));
+            let mut pfd = libc::pollfd {
+                fd: self.doorbells.events[worker].as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd on a live eventfd.
+            unsafe { libc::poll(&mut pfd, 1, wait.as_millis() as i32 + 1) };
+            self.doorbells.events[worker].drain();
+        }
+    }
+
+    fn expect_event(&mut self, worker: usize, what: &str) -> Event {
+        self.next_event(worker, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("timed out waiting for {what}"))
+    }
+
+    fn open(&mut self, worker: usize, session: SessionId, remote: SocketAddr, codec: Codec) -> u16 {
+        self.send(
+            worker,
+            Command::OpenSession {
+                session,
+                remote,
+                codec,
+                dtmf_payload_type: Some(101),
+                ptime_ms: 20,
+            },
+        );
+        match self.expect_event(worker, "SessionOpened") {
+            Event::SessionOpened {
+                session: s,
+                local_port,
+            } if s == session => local_port,
+            other => panic!("expected SessionOpened, got {other:?}"),
+        }
+    }
+
+    /// Detaches (as a dying control plane would) and returns what `run` returned.
+    fn stop(mut self) -> Result<(), MediaError> {
+        drop(self.attachment.take());
+        let media = self.media.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !media.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "media::run did not stop after detach"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        media.join().unwrap()
+    }
+}
+
+fn media_id(bytes: &[u8]) -> MediaId {
+    // Any 32 bytes name a file; the real system uses the sha256 of the content.
+    let mut id = [0u8; 32];
+    for (i, b) in bytes.iter().enumerate() {
+        id[i % 32] = id[i % 32].wrapping_mul(31).wrapping_add(*b);
+    }
+    MediaId(id)
+}
+
+fn dtmf_packet(seq: u16, timestamp: u32, event: u8, end: bool, duration: u16) -> Vec<u8> {
+    let mut pkt = vec![0u8; 12];
+    RtpHeader {
+        marker: !end && duration == 160,
+        payload_type: 101,
+        sequence: seq,
+        timestamp,
+        ssrc: 0x5150_5150,
+    }
+    .write(&mut pkt)
+    .unwrap();
+    pkt.extend_from_slice(&[event, if end { 0x8A } else { 0x0A }]);
+    pkt.extend_from_slice(&duration.to_be_bytes());
+    pkt
+}
+
+/// Receives RTP packets until `until` returns true or `timeout` passes; returns the
+/// (arrival time, packet) pairs.
+fn receive_rtp(
+    socket: &UdpSocket,
+    timeout: Duration,
+    mut until: impl FnMut(&[u8]) -> bool,
+) -> Vec<(Instant, Vec<u8>)> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut packets = Vec::new();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                let pkt = buf[..n].to_vec();
+                let done = until(&pkt);
+                packets.push((Instant::now(), pkt));
+                if done {
+                    break;
+                }
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    packets
+}
+
+#[test]
+fn plays_file_reports_dtmf_and_closes() {
+    let dir = TempDir::new("play");
+    let cache = dir.0.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    // One second of distinctive μ-law: never 0xFF, so it can't be mistaken for silence.
+    let file: Vec<u8> = (0..8000u32).map(|i| (i % 200) as u8 + 1).collect();
+    let id = media_id(&file);
+    std::fs::write(cache.join(id.file_name()), &file).unwrap();
+
+    let mut control = Control::start(&dir.0, &cache, 1, 31000);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let session = SessionId(7);
+    let local_port = control.open(0, session, peer.local_addr().unwrap(), Codec::Pcmu);
+    assert_eq!(local_port % 2, 0);
+    assert!((31000..=31099).contains(&local_port));
+
+    // The stream starts with idle silence right away.
+    let silence = receive_rtp(&peer, Duration::from_secs(2), |_| true);
+    let first = parse_rtp(&silence[0].1).unwrap();
+    assert_eq!(first.payload_type, 0);
+    assert!(first.marker);
+    assert!(first.payload.iter().all(|b| *b == 0xFF));
+
+    // Unknown media is refused; the session goes on.
+    control.send(
+        0,
+        Command::Play {
+            session,
+            play_id: 1,
+            media: MediaId([0xEE; 32]),
+            loops: 1,
+        },
+    );
+    assert_eq!(
+        control.expect_event(0, "PlayFailed"),
+        Event::PlayFailed {
+            session,
+            play_id: 1,
+            reason: FailReason::MediaNotFound
+        }
+    );
+
+    control.send(
+        0,
+        Command::Play {
+            session,
+            play_id: 2,
+            media: id,
+            loops: 1,
+        },
+    );
+    // Collect until well after the file's end: 1 s of audio plus some silence.
+    let mut audio_seen = false;
+    let mut trailing_silence = 0;
+    let packets = receive_rtp(&peer, Duration::from_secs(5), |pkt| {
+        let p = parse_rtp(pkt).unwrap();
+        if p.payload.iter().any(|b| *b != 0xFF) {
+            audio_seen = true;
+        } else if audio_seen {
+            trailing_silence += 1;
+        }
+        trailing_silence >= 5
+    });
+    let parsed: Vec<_> = packets.iter().map(|(_, p)| parse_rtp(p).unwrap()).collect();
+    // Sequence numbers and timestamps are contiguous.
+    for pair in parsed.windows(2) {
+        assert_eq!(pair[1].sequence, pair[0].sequence.wrapping_add(1));
+        assert_eq!(pair[1].timestamp, pair[0].timestamp.wrapping_add(160));
+        assert_eq!(pair[1].ssrc, first.ssrc);
+    }
+    let start = parsed
+        .iter()
+        .position(|p| p.payload.iter().any(|b| *b != 0xFF))
+        .expect("file audio received");
+    assert!(
+        parsed[start].marker,
+        "first packet of the played item has the marker"
+    );
+    let played: Vec<u8> = parsed[start..]
+        .iter()
+        .flat_map(|p| p.payload.iter().copied())
+        .collect();
+    assert_eq!(&played[..file.len()], &file[..], "file bytes in order");
+    assert!(
+        played[file.len()..].iter().all(|b| *b == 0xFF),
+        "silence after"
+    );
+    assert!(parsed[start + 1..].iter().all(|p| !p.marker));
+    // Pacing: 50 audio packets over ~1 s (first to last arrival spans 49 ptimes).
+    let audio_packets = file.len() / 160;
+    let span = packets[start + audio_packets - 1].0 - packets[start].0;
+    assert!(
+        span >= Duration::from_millis(900) && span <= Duration::from_millis(1200),
+        "50 packets took {span:?}"
+    );
+    assert_eq!(
+        control.expect_event(0, "PlayDone"),
+        Event::PlayDone {
+            session,
+            play_id: 2,
+            interrupted: false
+        }
+    );
+
+    // DTMF '1' then '2', each as three updates and three identical end packets.
+    let media_addr: SocketAddr = format!("127.0.0.1:{local_port}").parse().unwrap();
+    let mut seq = 1000u16;
+    let mut dtmf_packets_sent = 0u64;
+    for (event, ts) in [(1u8, 16_000u32), (2, 32_000)] {
+        for duration in [160u16, 320, 480] {
+            peer.send_to(&dtmf_packet(seq, ts, event, false, duration), media_addr)
+                .unwrap();
+            seq = seq.wrapping_add(1);
+            dtmf_packets_sent += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for _ in 0..3 {
+            peer.send_to(&dtmf_packet(seq, ts, event, true, 640), media_addr)
+                .unwrap();
+            dtmf_packets_sent += 1;
+        }
+        seq = seq.wrapping_add(1);
+    }
+    let mut digits = Vec::new();
+    while let Some(event) = control.next_event(0, Duration::from_millis(500)) {
+        match event {
+            Event::Dtmf { session: s, digit } if s == session => digits.push(digit),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(digits, b"12", "each digit exactly once");
+
+    control.send(0, Command::CloseSession { session });
+    let closed = control.expect_event(0, "SessionClosed");
+    let Event::SessionClosed {
+        session: s,
+        packets_sent,
+        packets_received,
+    } = closed
+    else {
+        panic!("expected SessionClosed, got {closed:?}");
+    };
+    assert_eq!(s, session);
+    assert_eq!(packets_received, dtmf_packets_sent);
+    let received_so_far = 1 + packets.len() as u64;
+    assert!(
+        packets_sent >= received_so_far,
+        "sent {packets_sent} < received {received_so_far}"
+    );
+    // No more packets after close.
+    std::thread::sleep(Duration::from_millis(50));
+    peer.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    while peer.recv_from(&mut buf).is_ok() {}
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(peer.recv_from(&mut buf).is_err(), "stream stopped");
+
+    let stats = control.segment.worker_stats(0);
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(load(&stats.dtmf_events), 2);
+    assert_eq!(load(&stats.packets_in), dtmf_packets_sent);
+    assert!(load(&stats.packets_out) >= packets_sent);
+    assert_eq!(load(&stats.sessions_active), 0);
+
+    control.stop().unwrap();
+}
+
+#[test]
+fn alaw_stop_playback_and_command_errors() {
+    let dir = TempDir::new("alaw");
+    let cache = dir.0.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let file: Vec<u8> = (0..1600u32).map(|i| (i % 100) as u8).collect();
+    let id = media_id(&file);
+    std::fs::write(cache.join(id.file_name()), &file).unwrap();
+
+    let mut control = Control::start(&dir.0, &cache, 2, 31200);
+    let peer_a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let a = SessionId(1);
+    let b = SessionId(2);
+    let port_a = control.open(0, a, peer_a.local_addr().unwrap(), Codec::Pcma);
+    let port_b = control.open(1, b, peer_b.local_addr().unwrap(), Codec::Pcmu);
+    assert!(
+        port_a < 31250 && port_b >= 31250,
+        "disjoint port slices: {port_a} {port_b}"
+    );
+
+    // A-law: looping file, then stop.
+    control.send(
+        0,
+        Command::Play {
+            session: a,
+            play_id: 10,
+            media: id,
+            loops: 0,
+        },
+    );
+    control.send(
+        0,
+        Command::Silence {
+            session: a,
+            play_id: 11,
+            duration_ms: 5000,
+        },
+    );
+    let table = media::g711::ulaw_to_alaw_table();
+    let expected: Vec<u8> = file.iter().map(|b| table[*b as usize]).collect();
+    let mut collected = Vec::new();
+    let mut started = false;
+    receive_rtp(&peer_a, Duration::from_secs(5), |pkt| {
+        let p = parse_rtp(pkt).unwrap();
+        assert_eq!(p.payload_type, 8);
+        if !started && p.payload.iter().any(|b| *b != media::g711::ALAW_SILENCE) {
+            started = true;
+        }
+        if started {
+            collected.extend_from_slice(p.payload);
+        }
+        collected.len() >= 2 * file.len() + 160
+    });
+    assert_eq!(&collected[..file.len()], &expected[..]);
+    assert_eq!(
+        &collected[file.len()..2 * file.len()],
+        &expected[..],
+        "loops"
+    );
+    control.send(0, Command::StopPlayback { session: a });
+    assert_eq!(
+        control.expect_event(0, "PlayDone 10"),
+        Event::PlayDone {
+            session: a,
+            play_id: 10,
+            interrupted: true
+        }
+    );
+    assert_eq!(
+        control.expect_event(0, "PlayDone 11"),
+        Event::PlayDone {
+            session: a,
+            play_id: 11,
+            interrupted: true
+        }
+    );
+    // After the stop: A-law idle silence.
+    std::thread::sleep(Duration::from_millis(60));
+    peer_a.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    while peer_a.recv_from(&mut buf).is_ok() {}
+    peer_a.set_nonblocking(false).unwrap();
+    let after = receive_rtp(&peer_a, Duration::from_secs(1), |_| true);
+    let p = parse_rtp(&after[0].1).unwrap();
+    assert!(p.payload.iter().all(|b| *b == media::g711::ALAW_SILENCE));
+
+    // Errors: unknown sessions, duplicate open, bad ptime, a full session table.
+    control.send(
+        1,
+        Command::Play {
+            session: SessionId(99),
+            play_id: 5,
+            media: id,
+            loops: 1,
+        },
+    );
+    assert_eq!(
+        control.expect_event(1, "PlayFailed"),
+        Event::PlayFailed {
+            session: SessionId(99),
+            play_id: 5,
+            reason: FailReason::UnknownSession
+        }
+    );
+    control.send(
+        1,
+        Command::CloseSession {
+            session: SessionId(99),
+        },
+    );
+    assert_eq!(
+        control.expect_event(1, "SessionFailed"),
+        Event::SessionFailed {
+            session: SessionId(99),
+            reason: FailReason::UnknownSession
+        }
+    );
+    let remote = peer_b.local_addr().unwrap();
+    control.send(
+        1,
+        Command::OpenSession {
+            session: b,
+            remote,
+            codec: Codec::Pcmu,
+            dtmf_payload_type: None,
+            ptime_ms: 20,
+        },
+    );
+    assert_eq!(
+        control.expect_event(1, "SessionFailed"),
+        Event::SessionFailed {
+            session: b,
+            reason: FailReason::BadCommand
+        }
+    );
+    control.send(
+        1,
+        Command::OpenSession {
+            session: SessionId(3),
+            remote,
+            codec: Codec::Pcmu,
+            dtmf_payload_type: None,
+            ptime_ms: 0,
+        },
+    );
+    assert_eq!(
+        control.expect_event(1, "SessionFailed"),
+        Event::SessionFailed {
+            session: SessionId(3),
+            reason: FailReason::BadCommand
+        }
+    );
+    // max_sessions_per_worker = 8: b plus 7 more fit, the 9th does not.
+    for n in 0..7 {
+        control.open(1, SessionId(100 + n), remote, Codec::Pcmu);
+    }
+    control.send(
+        1,
+        Command::OpenSession {
+            session: SessionId(200),
+            remote,
+            codec: Codec::Pcmu,
+            dtmf_payload_type: None,
+            ptime_ms: 20,
+        },
+    );
+    assert_eq!(
+        control.expect_event(1, "SessionFailed"),
+        Event::SessionFailed {
+            session: SessionId(200),
+            reason: FailReason::SessionTableFull
+        }
+    );
+    let active = control
+        .segment
+        .worker_stats(1)
+        .sessions_active
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(active, 8);
+
+    control.stop().unwrap();
+}
