@@ -1,1 +1,413 @@
-fn main() {}
+//! The `switchboard` binary: CLI, configuration, process supervision and wiring.
+//!
+//! `switchboard run` creates the shared-memory segment, starts the control plane (SIP,
+//! HTTP, storage, call router) and spawns `switchboard media` as a child, restarting it if
+//! it dies. `switchboard control` and `switchboard media` run one plane each.
+
+mod config;
+mod demo;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use rand::Rng;
+use router::{CallRouter, MediaPlane, RouterConfig};
+use shmq::{AttachListener, DoorbellSet, Segment};
+use store::{Account, PhoneNumber, Store};
+
+use crate::config::Config;
+
+/// Command ring and event ring slots per media worker.
+const RING_CAPACITY: usize = 8192;
+/// The number the bundled demo app answers.
+const DEMO_NUMBER: &str = "+15005550006";
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Programmable voice platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Mode>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Control plane plus a supervised media child process.
+    Run(Args),
+    /// Control plane only; waits for a media process to attach.
+    Control(Args),
+    /// Media plane only; attaches to a running control plane.
+    Media(Args),
+}
+
+#[derive(clap::Args, Clone)]
+struct Args {
+    /// TOML configuration; embedded defaults when absent.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mode = cli.command.unwrap_or(Mode::Run(Args { config: None }));
+    match mode {
+        Mode::Run(args) => control_main(args, true),
+        Mode::Control(args) => control_main(args, false),
+        Mode::Media(args) => media_main(args),
+    }
+}
+
+// ----- media plane -------------------------------------------------------------------
+
+fn media_main(args: Args) -> Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    let (rtp_port_min, rtp_port_max) = config.rtp_port_range()?;
+    let segment_path = config.segment_path();
+    let socket_path = config.attach_socket_path();
+    let segment = wait_for(Duration::from_secs(30), || {
+        Segment::open(&segment_path).ok()
+    })
+    .with_context(|| format!("no control plane segment at {}", segment_path.display()))?;
+    let (doorbells, attachment) = shmq::attach(&socket_path, &segment)
+        .with_context(|| format!("attaching to {}", socket_path.display()))?;
+    tracing::info!(workers = segment.workers(), "media plane attached");
+    media::run(
+        media::MediaConfig {
+            cores: config.media.cores.clone(),
+            rtp_ip: config.media_ip(),
+            rtp_port_min,
+            rtp_port_max,
+            cache_dir: config.cache_dir(),
+            max_sessions_per_worker: config.media.max_sessions_per_worker,
+        },
+        segment,
+        doorbells,
+        attachment,
+    )
+    .context("media plane failed")?;
+    tracing::info!("control plane gone; media plane exiting");
+    Ok(())
+}
+
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ----- control plane -----------------------------------------------------------------
+
+fn control_main(args: Args, supervise_media: bool) -> Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(control(config, args, supervise_media))
+}
+
+async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()> {
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let store = Store::open(&data_dir.join("switchboard.sqlite"))
+        .await
+        .context("opening the database")?;
+    let failed = store
+        .fail_unfinished_calls(router::driver::now_ms())
+        .await?;
+    if failed > 0 {
+        tracing::warn!(
+            calls = failed,
+            "calls left unfinished by a previous run marked failed"
+        );
+    }
+    let account = provision(&store, &config).await?;
+
+    let segment_path = config.segment_path();
+    let segment = Segment::create(&segment_path, config.media.cores.len(), RING_CAPACITY)
+        .with_context(|| format!("creating {}", segment_path.display()))?;
+    let socket_path = config.attach_socket_path();
+    let _ = std::fs::remove_file(&socket_path);
+    let listener = AttachListener::bind(&socket_path)
+        .with_context(|| format!("binding {}", socket_path.display()))?;
+
+    let cache = media_layer::MediaCache::new(media_layer::CacheConfig::new(config.cache_dir()))
+        .context("opening the media cache")?;
+    let webhook = webhook::WebhookClient::new(webhook::WebhookConfig {
+        timeout: Duration::from_millis(config.webhook.timeout_ms),
+        ..webhook::WebhookConfig::default()
+    })
+    .context("creating the HTTP client")?;
+    let media = MediaPlane::new(segment.clone());
+    let (sip, sip_events) = sip::transport::spawn_udp(config.sip.listen, "Switchboard".into())
+        .await
+        .with_context(|| format!("binding SIP on {}", config.sip.listen))?;
+    let call_router = CallRouter::new(
+        RouterConfig {
+            media_ip: config.media_ip(),
+        },
+        store.clone(),
+        sip,
+        media.clone(),
+        cache,
+        webhook,
+    );
+    tokio::spawn(call_router.run(sip_events));
+
+    let app = api::router(api::ApiState {
+        store: store.clone(),
+    })
+    .merge(demo::router());
+    let http = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(http, app).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+
+    eprintln!(
+        "Switchboard ready\n  SIP      udp:{}\n  HTTP     http://{}\n  account  {} (auth token {})\n  numbers  {}",
+        config.sip.listen,
+        config.http.listen,
+        account.sid,
+        account.auth_token,
+        numbers_summary(&config),
+    );
+
+    let supervisor = MediaSupervisor {
+        config,
+        args,
+        segment,
+        listener: Arc::new(listener),
+        media,
+        spawn_child: supervise_media,
+    };
+    tokio::select! {
+        result = supervisor.run() => result,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted; shutting down");
+            Ok(())
+        }
+    }
+}
+
+fn numbers_summary(config: &Config) -> String {
+    if config.numbers.is_empty() {
+        format!("{DEMO_NUMBER} → demo app")
+    } else {
+        config
+            .numbers
+            .iter()
+            .map(|n| n.number.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Writes the configured accounts and numbers to the store. With none configured, keeps
+/// (or creates once) a default account and the demo number. Returns the first account.
+async fn provision(store: &Store, config: &Config) -> Result<Account> {
+    let now = router::driver::now_ms();
+    for entry in &config.accounts {
+        store
+            .upsert_account(&Account {
+                sid: entry.sid.clone(),
+                auth_token: entry.auth_token.clone(),
+                friendly_name: entry
+                    .friendly_name
+                    .clone()
+                    .unwrap_or_else(|| entry.sid.clone()),
+                status: "active".into(),
+                date_created: now,
+            })
+            .await?;
+    }
+    let account = match config.accounts.first() {
+        Some(entry) => store
+            .account(&entry.sid)
+            .await?
+            .context("configured account missing after insert")?,
+        None => match store.accounts().await?.into_iter().next() {
+            Some(account) => account,
+            None => {
+                let token: [u8; 16] = rand::rng().random();
+                let account = Account {
+                    sid: router::driver::new_sid("AC"),
+                    auth_token: hex::encode(token),
+                    friendly_name: "Default account".into(),
+                    status: "active".into(),
+                    date_created: now,
+                };
+                store.upsert_account(&account).await?;
+                account
+            }
+        },
+    };
+    if config.numbers.is_empty() {
+        store
+            .upsert_number(&PhoneNumber {
+                sid: router::driver::new_sid("PN"),
+                account_sid: account.sid.clone(),
+                phone_number: DEMO_NUMBER.into(),
+                voice_url: Some(format!("http://{}/demo/voice", config.http.listen)),
+                voice_method: "POST".into(),
+                voice_fallback_url: None,
+                voice_fallback_method: "POST".into(),
+                status_callback: None,
+                status_callback_method: "POST".into(),
+                date_created: now,
+            })
+            .await?;
+    }
+    for entry in &config.numbers {
+        store
+            .upsert_number(&PhoneNumber {
+                sid: router::driver::new_sid("PN"),
+                account_sid: entry.account.clone(),
+                phone_number: entry.number.clone(),
+                voice_url: entry.voice_url.clone(),
+                voice_method: entry.voice_method.to_ascii_uppercase(),
+                voice_fallback_url: entry.voice_fallback_url.clone(),
+                voice_fallback_method: entry.voice_fallback_method.to_ascii_uppercase(),
+                status_callback: entry.status_callback.clone(),
+                status_callback_method: entry.status_callback_method.to_ascii_uppercase(),
+                date_created: now,
+            })
+            .await?;
+    }
+    Ok(account)
+}
+
+/// Attaches media processes one after another: spawns the child (in `run` mode), waits for
+/// it to attach, and when it dies ends its calls, resets the rings and starts another.
+struct MediaSupervisor {
+    config: Config,
+    args: Args,
+    segment: Arc<Segment>,
+    listener: Arc<AttachListener>,
+    media: MediaPlane,
+    spawn_child: bool,
+}
+
+impl MediaSupervisor {
+    async fn run(self) -> Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = std::time::Instant::now();
+            let mut child = if self.spawn_child {
+                Some(self.spawn()?)
+            } else {
+                None
+            };
+            let doorbells = DoorbellSet::new(self.segment.workers())?;
+            let listener = self.listener.clone();
+            let segment = self.segment.clone();
+            let timeout = if self.spawn_child {
+                Duration::from_secs(20)
+            } else {
+                Duration::from_secs(3600)
+            };
+            let (attached, doorbells) = tokio::task::spawn_blocking(move || {
+                let result = listener.accept(&segment, &doorbells, timeout);
+                (result, doorbells)
+            })
+            .await?;
+            match attached {
+                Ok(attachment) => {
+                    self.media.attached(doorbells)?;
+                    tracing::info!("media plane attached");
+                    self.wait_until_gone(&attachment, child.as_mut()).await;
+                    tracing::error!("media plane gone; ending its calls");
+                }
+                Err(e) => tracing::error!(error = %e, "media process did not attach"),
+            }
+            self.media.lost();
+            if let Some(mut child) = child {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            self.segment.reset();
+            if started.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(100);
+            } else {
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    fn spawn(&self) -> Result<tokio::process::Child> {
+        let exe = std::env::current_exe().context("locating the switchboard binary")?;
+        let mut command = tokio::process::Command::new(exe);
+        command.arg("media");
+        if let Some(config) = &self.args.config {
+            command.arg("--config").arg(config);
+        }
+        command.stdin(Stdio::null()).kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the child
+        // when this process dies, so a crashed control plane never leaves media running.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().context("spawning the media process")?;
+        if let Some(pid) = child.id() {
+            write_pid(&self.config.media_pid_path(), pid);
+            tracing::info!(pid, "media process started");
+        }
+        Ok(child)
+    }
+
+    async fn wait_until_gone(
+        &self,
+        attachment: &shmq::Attachment,
+        child: Option<&mut tokio::process::Child>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        match child {
+            Some(child) => loop {
+                tokio::select! {
+                    status = child.wait() => {
+                        tracing::error!(?status, "media process exited");
+                        return;
+                    }
+                    _ = tick.tick() => if attachment.peer_gone() { return },
+                }
+            },
+            None => loop {
+                tick.tick().await;
+                if attachment.peer_gone() {
+                    return;
+                }
+            },
+        }
+    }
+}
+
+fn write_pid(path: &Path, pid: u32) {
+    if let Err(e) = std::fs::write(path, format!("{pid}\n")) {
+        tracing::warn!(error = %e, path = %path.display(), "cannot write media pid file");
+    }
+}

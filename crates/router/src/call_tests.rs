@@ -1,0 +1,520 @@
+//! Tests of the call core: inputs in, outputs checked, no sockets.
+
+use super::*;
+use crate::params::CallParams;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+const VOICE_URL: &str = "http://app.test/voice";
+
+fn config(fallback: Option<&str>, status_callback: Option<&str>) -> CallConfig {
+    CallConfig {
+        params: CallParams {
+            call_sid: "CA1".into(),
+            account_sid: "AC1".into(),
+            from: "+15551230000".into(),
+            to: "+15005550006".into(),
+            direction: "inbound".into(),
+            caller_name: None,
+            forwarded_from: None,
+            parent_call_sid: None,
+        },
+        voice_url: Some(VOICE_URL.into()),
+        voice_method: HttpMethod::Post,
+        fallback_url: fallback.map(String::from),
+        fallback_method: HttpMethod::Post,
+        status_callback: status_callback.map(String::from),
+        status_callback_method: HttpMethod::Post,
+        media: MediaSetup {
+            session: SessionId(7),
+            negotiated: sdp::Negotiated {
+                codec: sdp::AudioCodec::Pcmu,
+                payload_type: 0,
+                remote_rtp: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6000),
+                telephone_event_pt: Some(101),
+                ptime_ms: 20,
+            },
+            local_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        },
+    }
+}
+
+fn drain(call: &mut Call) -> Vec<Output> {
+    std::iter::from_fn(|| call.poll_output()).collect()
+}
+
+fn param<'a>(request: &'a AppRequest, name: &str) -> Option<&'a str> {
+    request
+        .params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn fetch_of(outputs: &[Output]) -> (u64, AppRequest) {
+    outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Fetch {
+                request_id,
+                request,
+            } => Some((*request_id, request.clone())),
+            _ => None,
+        })
+        .expect("a Fetch output")
+}
+
+fn prepare_of(outputs: &[Output]) -> (u64, MediaSource) {
+    outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::PrepareMedia { request_id, source } => Some((*request_id, source.clone())),
+            _ => None,
+        })
+        .expect("a PrepareMedia output")
+}
+
+fn play_of(outputs: &[Output]) -> u32 {
+    outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Media(Command::Play { play_id, .. })
+            | Output::Media(Command::Silence { play_id, .. }) => Some(*play_id),
+            _ => None,
+        })
+        .expect("a Play/Silence command")
+}
+
+fn twiml(url: &str, body: &str) -> AppResult {
+    AppResult::Response {
+        url: url.into(),
+        content_type: "text/xml".into(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// Starts a call and answers the voice request with `body`; the media session opens.
+fn started_with(body: &str, cfg: CallConfig) -> (Call, Vec<Output>) {
+    let mut call = Call::new(cfg);
+    call.start();
+    let out = drain(&mut call);
+    let (id, _) = fetch_of(&out);
+    call.handle(Input::SessionOpened { local_port: 20000 });
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: twiml(VOICE_URL, body),
+    });
+    let out = drain(&mut call);
+    (call, out)
+}
+
+fn media_id() -> MediaId {
+    MediaId([1; 32])
+}
+
+#[test]
+fn start_rings_opens_media_and_requests_the_voice_url() {
+    let mut call = Call::new(config(None, None));
+    call.start();
+    let out = drain(&mut call);
+    assert_eq!(out[0], Output::Sip(SipAction::Ringing));
+    assert!(matches!(
+        out[1],
+        Output::Media(Command::OpenSession {
+            session: SessionId(7),
+            codec: shmq::Codec::Pcmu,
+            dtmf_payload_type: Some(101),
+            ptime_ms: 20,
+            ..
+        })
+    ));
+    let (_, request) = fetch_of(&out);
+    assert_eq!(request.url, VOICE_URL);
+    assert_eq!(param(&request, "CallStatus"), Some("ringing"));
+    assert_eq!(param(&request, "Direction"), Some("inbound"));
+}
+
+#[test]
+fn gather_plays_prompt_collects_digits_and_posts_them_to_the_action() {
+    let (mut call, out) = started_with(
+        r#"<Response><Gather numDigits="2" action="/digits"><Say>Enter two digits</Say></Gather></Response>"#,
+        config(None, None),
+    );
+    // Answered with an SDP answer on the session's port, then the prompt is prepared.
+    let answer = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Sip(SipAction::Answer { sdp }) => {
+                Some(String::from_utf8_lossy(sdp).to_string())
+            }
+            _ => None,
+        })
+        .expect("answer");
+    assert!(answer.contains("m=audio 20000 RTP/AVP 0"), "{answer}");
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::InProgress,
+        answered: true
+    }));
+    let (prep, source) = prepare_of(&out);
+    assert_eq!(
+        source,
+        MediaSource::Say {
+            text: "Enter two digits".into(),
+            voice: "man".into(),
+            language: "en-US".into()
+        }
+    );
+    call.handle(Input::MediaPrepared {
+        request_id: prep,
+        result: Ok(media_id()),
+    });
+    let out = drain(&mut call);
+    let play = play_of(&out);
+    // The first key interrupts the prompt.
+    call.handle(Input::Dtmf { digit: '1' });
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Media(Command::StopPlayback {
+        session: SessionId(7)
+    })));
+    call.handle(Input::PlayDone { play_id: play });
+    call.handle(Input::Dtmf { digit: '2' });
+    let out = drain(&mut call);
+    let (_, request) = fetch_of(&out);
+    assert_eq!(request.url, "http://app.test/digits");
+    assert_eq!(request.method, HttpMethod::Post);
+    assert_eq!(param(&request, "Digits"), Some("12"));
+    assert_eq!(param(&request, "CallStatus"), Some("in-progress"));
+}
+
+#[test]
+fn gather_timeout_without_digits_falls_through_to_the_next_verb() {
+    let (mut call, out) = started_with(
+        r#"<Response><Gather timeout="3"><Pause length="1"/></Gather><Hangup/></Response>"#,
+        config(None, None),
+    );
+    let play = play_of(&out);
+    call.handle(Input::PlayDone { play_id: play });
+    let out = drain(&mut call);
+    let timer = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SetTimer { id, after } => Some((*id, *after)),
+            _ => None,
+        })
+        .expect("gather timer");
+    assert_eq!(timer.1, Duration::from_secs(3));
+    call.handle(Input::Timer(timer.0));
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Hangup)));
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Completed,
+        answered: false
+    }));
+    assert!(!out.iter().any(|o| matches!(o, Output::Fetch { .. })));
+}
+
+#[test]
+fn finish_on_key_submits_and_uri_templates_expand() {
+    let (mut call, out) = started_with(
+        r#"<Response><Gather action="/menu/{Digits}.xml" method="GET"><Pause/></Gather></Response>"#,
+        config(None, None),
+    );
+    let _ = play_of(&out);
+    for d in ['4', '2', '#'] {
+        call.handle(Input::Dtmf { digit: d });
+    }
+    let out = drain(&mut call);
+    let (_, request) = fetch_of(&out);
+    assert_eq!(request.url, "http://app.test/menu/42.xml");
+    assert_eq!(request.method, HttpMethod::Get);
+}
+
+#[test]
+fn stale_gather_timer_is_ignored_after_a_digit() {
+    let (mut call, out) = started_with(
+        r#"<Response><Gather timeout="5" numDigits="3"></Gather><Say>none</Say></Response>"#,
+        config(None, None),
+    );
+    let first = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SetTimer { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("timer");
+    call.handle(Input::Dtmf { digit: '5' });
+    let _ = drain(&mut call);
+    call.handle(Input::Timer(first));
+    assert!(
+        drain(&mut call).is_empty(),
+        "the stale timer must do nothing"
+    );
+}
+
+#[test]
+fn app_down_without_fallback_speaks_the_error_and_hangs_up() {
+    let mut call = Call::new(config(None, Some("http://app.test/status")));
+    call.start();
+    let (id, _) = fetch_of(&drain(&mut call));
+    call.handle(Input::SessionOpened { local_port: 20002 });
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: AppResult::Failed {
+            code: 11205,
+            url: VOICE_URL.into(),
+            message: "connection refused".into(),
+        },
+    });
+    let out = drain(&mut call);
+    let notify = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Notify(n) => Some(n.clone()),
+            _ => None,
+        })
+        .expect("notification");
+    assert_eq!(notify.code, 11205);
+    assert_eq!(notify.request_url.as_deref(), Some(VOICE_URL));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Sip(SipAction::Answer { .. }))));
+    let (prep, source) = prepare_of(&out);
+    assert!(matches!(source, MediaSource::Say { ref text, .. } if text == APPLICATION_ERROR_TEXT));
+    call.handle(Input::MediaPrepared {
+        request_id: prep,
+        result: Ok(media_id()),
+    });
+    let play = play_of(&drain(&mut call));
+    call.handle(Input::PlayDone { play_id: play });
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Hangup)));
+    let callback = out
+        .iter()
+        .find_map(|o| match o {
+            Output::StatusCallback(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("status callback");
+    assert_eq!(param(&callback, "CallStatus"), Some("completed"));
+    call.handle(Input::LegTerminated);
+    assert_eq!(drain(&mut call), vec![Output::Finished]);
+    assert!(call.is_finished());
+}
+
+#[test]
+fn app_down_goes_to_the_fallback_with_error_code() {
+    let mut call = Call::new(config(Some("http://fallback.test/fb"), None));
+    call.start();
+    let (id, _) = fetch_of(&drain(&mut call));
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: AppResult::Failed {
+            code: 11200,
+            url: VOICE_URL.into(),
+            message: "HTTP 500".into(),
+        },
+    });
+    let out = drain(&mut call);
+    let (fb_id, request) = fetch_of(&out);
+    assert_eq!(request.url, "http://fallback.test/fb");
+    assert_eq!(param(&request, "ErrorCode"), Some("11200"));
+    assert_eq!(param(&request, "ErrorUrl"), Some(VOICE_URL));
+    // The fallback's document runs.
+    call.handle(Input::AppResult {
+        request_id: fb_id,
+        result: twiml(
+            "http://fallback.test/fb",
+            "<Response><Reject reason=\"busy\"/></Response>",
+        ),
+    });
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Reject { status: 486 })));
+}
+
+#[test]
+fn invalid_twiml_is_a_12100_notification_then_the_error_message() {
+    let (_, out) = started_with("<Response><Say>unclosed", config(None, None));
+    let codes: Vec<u32> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Notify(n) => Some(n.code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes, vec![12100]);
+    let (_, source) = prepare_of(&out);
+    assert!(matches!(source, MediaSource::Say { ref text, .. } if text == APPLICATION_ERROR_TEXT));
+}
+
+#[test]
+fn reject_answers_with_busy_or_decline_and_never_answers() {
+    for (reason, code) in [("busy", 486), ("rejected", 603)] {
+        let (_, out) = started_with(
+            &format!("<Response><Reject reason=\"{reason}\"/></Response>"),
+            config(None, None),
+        );
+        assert!(out.contains(&Output::Sip(SipAction::Reject { status: code })));
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, Output::Sip(SipAction::Answer { .. }))));
+    }
+}
+
+#[test]
+fn remote_hangup_mid_prompt_closes_media_and_completes() {
+    let (mut call, out) = started_with("<Response><Say>hello</Say></Response>", config(None, None));
+    let (prep, _) = prepare_of(&out);
+    call.handle(Input::MediaPrepared {
+        request_id: prep,
+        result: Ok(media_id()),
+    });
+    let _ = drain(&mut call);
+    call.handle(Input::RemoteHangup);
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Media(Command::CloseSession {
+        session: SessionId(7)
+    })));
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Completed,
+        answered: false
+    }));
+    assert_eq!(out.last(), Some(&Output::Finished));
+}
+
+#[test]
+fn media_lost_fails_the_call_and_hangs_up() {
+    let (mut call, _) = started_with(
+        "<Response><Pause length=\"30\"/></Response>",
+        config(None, Some("http://app.test/s")),
+    );
+    // Pause before answer: nothing answered yet, but a Say forces an answer.
+    call.handle(Input::MediaLost);
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Failed,
+        answered: false
+    }));
+    let callback = out
+        .iter()
+        .find_map(|o| match o {
+            Output::StatusCallback(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("status callback");
+    assert_eq!(param(&callback, "CallStatus"), Some("failed"));
+    // Not answered yet (the Pause delays answering): the leg is rejected.
+    assert!(out.contains(&Output::Sip(SipAction::Reject { status: 503 })));
+}
+
+#[test]
+fn pause_first_delays_the_answer() {
+    let (mut call, out) = started_with(
+        "<Response><Pause length=\"2\"/><Say>hi</Say></Response>",
+        config(None, None),
+    );
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Sip(SipAction::Answer { .. }))));
+    let timer = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SetTimer { id, after } => Some((*id, *after)),
+            _ => None,
+        })
+        .expect("pause timer");
+    assert_eq!(timer.1, Duration::from_secs(2));
+    call.handle(Input::Timer(timer.0));
+    let out = drain(&mut call);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Sip(SipAction::Answer { .. }))));
+    assert!(matches!(prepare_of(&out).1, MediaSource::Say { .. }));
+}
+
+#[test]
+fn plain_text_is_spoken_then_the_call_hangs_up() {
+    let mut call = Call::new(config(None, None));
+    call.start();
+    let (id, _) = fetch_of(&drain(&mut call));
+    call.handle(Input::SessionOpened { local_port: 20000 });
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: AppResult::Response {
+            url: VOICE_URL.into(),
+            content_type: "text/plain; charset=utf-8".into(),
+            body: b"Hello there".to_vec(),
+        },
+    });
+    let out = drain(&mut call);
+    let (prep, source) = prepare_of(&out);
+    assert!(matches!(source, MediaSource::Say { ref text, .. } if text == "Hello there"));
+    call.handle(Input::MediaPrepared {
+        request_id: prep,
+        result: Ok(media_id()),
+    });
+    let play = play_of(&drain(&mut call));
+    call.handle(Input::PlayDone { play_id: play });
+    assert!(drain(&mut call).contains(&Output::Sip(SipAction::Hangup)));
+}
+
+#[test]
+fn audio_body_is_played_then_the_call_hangs_up() {
+    let mut call = Call::new(config(None, None));
+    call.start();
+    let (id, _) = fetch_of(&drain(&mut call));
+    call.handle(Input::SessionOpened { local_port: 20000 });
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: AppResult::Response {
+            url: VOICE_URL.into(),
+            content_type: "audio/wav".into(),
+            body: vec![1, 2, 3],
+        },
+    });
+    let out = drain(&mut call);
+    assert!(matches!(prepare_of(&out).1, MediaSource::Bytes { .. }));
+}
+
+#[test]
+fn session_opening_late_defers_the_answer() {
+    let mut call = Call::new(config(None, None));
+    call.start();
+    let (id, _) = fetch_of(&drain(&mut call));
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: twiml(VOICE_URL, "<Response><Say>hi</Say></Response>"),
+    });
+    assert!(!drain(&mut call)
+        .iter()
+        .any(|o| matches!(o, Output::Sip(SipAction::Answer { .. }))));
+    call.handle(Input::SessionOpened { local_port: 20004 });
+    let out = drain(&mut call);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Sip(SipAction::Answer { .. }))));
+    assert!(matches!(prepare_of(&out).1, MediaSource::Say { .. }));
+}
+
+#[test]
+fn redirect_fetches_the_resolved_url() {
+    let (_, out) = started_with(
+        "<Response><Redirect method=\"GET\">next?x={From}</Redirect></Response>",
+        config(None, None),
+    );
+    let (_, request) = fetch_of(&out);
+    assert_eq!(request.url, "http://app.test/next?x=%2B15551230000");
+    assert_eq!(request.method, HttpMethod::Get);
+}
+
+#[test]
+fn cancel_before_answer_ends_as_canceled() {
+    let mut call = Call::new(config(None, None));
+    call.start();
+    let _ = drain(&mut call);
+    call.handle(Input::Cancelled);
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Canceled,
+        answered: false
+    }));
+    assert_eq!(out.last(), Some(&Output::Finished));
+}

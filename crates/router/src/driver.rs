@@ -1,0 +1,438 @@
+//! The async driver: turns SIP events into calls, runs each call's core in its own task,
+//! and carries out the core's outputs (HTTP, media preparation, media commands, SIP,
+//! timers, records). No call logic lives here: every decision is the core's.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use media_layer::MediaCache;
+use rand::Rng;
+use sip::endpoint::{IncomingCall, LegId, SipEvent};
+use sip::transport::SipHandle;
+use store::{CallRecord, CallStatus, Notification, Store};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use twiml::HttpMethod;
+use webhook::{WebhookClient, WebhookRequest};
+
+use crate::call::{
+    AppRequest, AppResult, Call, CallConfig, Input, MediaSetup, MediaSource, NotificationInfo,
+    Output, SipAction,
+};
+use crate::media_plane::MediaPlane;
+use crate::params::CallParams;
+
+/// How long a finished call waits for its SIP leg to wind down before the task exits.
+const LEG_LINGER: Duration = Duration::from_secs(40);
+
+/// Static settings of the router.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The address put in SDP answers (where the media plane listens).
+    pub media_ip: IpAddr,
+}
+
+/// Routes calls; cheap to clone.
+#[derive(Clone)]
+pub struct CallRouter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RouterConfig,
+    store: Store,
+    sip: SipHandle,
+    media: MediaPlane,
+    cache: MediaCache,
+    webhook: WebhookClient,
+    legs: Mutex<HashMap<LegId, UnboundedSender<Input>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Current wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A new SID: two-letter prefix + 32 hex digits.
+pub fn new_sid(prefix: &str) -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+impl CallRouter {
+    pub fn new(
+        config: RouterConfig,
+        store: Store,
+        sip: SipHandle,
+        media: MediaPlane,
+        cache: MediaCache,
+        webhook: WebhookClient,
+    ) -> CallRouter {
+        CallRouter {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                sip,
+                media,
+                cache,
+                webhook,
+                legs: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Number of calls in progress.
+    pub fn active_calls(&self) -> usize {
+        lock(&self.inner.legs).len()
+    }
+
+    /// Consumes SIP events until the SIP transport stops.
+    pub async fn run(self, mut events: UnboundedReceiver<SipEvent>) {
+        while let Some(event) = events.recv().await {
+            let (leg, input) = match event {
+                SipEvent::IncomingCall(incoming) => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    lock(&self.inner.legs).insert(incoming.leg, tx.clone());
+                    let router = self.clone();
+                    tokio::spawn(async move { router.run_call(incoming, tx, rx).await });
+                    continue;
+                }
+                SipEvent::Acked { leg } => (leg, Input::Acked),
+                SipEvent::Cancelled { leg } => (leg, Input::Cancelled),
+                SipEvent::RemoteHangup { leg } => (leg, Input::RemoteHangup),
+                SipEvent::Terminated { leg, .. } => (leg, Input::LegTerminated),
+            };
+            if let Some(call) = lock(&self.inner.legs).get(&leg) {
+                let _ = call.send(input);
+            }
+        }
+    }
+
+    /// Sets up one inbound call and runs it to the end.
+    async fn run_call(
+        self,
+        incoming: IncomingCall,
+        tx: UnboundedSender<Input>,
+        mut rx: UnboundedReceiver<Input>,
+    ) {
+        let leg = incoming.leg;
+        let setup = self.setup(&incoming).await;
+        let (mut call, record) = match setup {
+            Ok(call) => call,
+            Err(status) => {
+                self.inner.sip.reject(leg, status);
+                lock(&self.inner.legs).remove(&leg);
+                return;
+            }
+        };
+        if let Err(e) = self.inner.store.insert_call(&record).await {
+            tracing::error!(error = %e, "cannot store call");
+            self.inner.sip.reject(leg, 500);
+            lock(&self.inner.legs).remove(&leg);
+            return;
+        }
+        let session = call.session();
+        self.inner.media.register(session, tx.clone());
+        let mut run = CallRun {
+            router: &self,
+            leg,
+            tx: &tx,
+            call_sid: record.sid.clone(),
+            account_sid: record.account_sid.clone(),
+            answered_at: None,
+            finished: false,
+            ended: false,
+        };
+        call.start();
+        run.carry_out(&mut call).await;
+        while !run.finished {
+            let input = if run.ended {
+                match tokio::time::timeout(LEG_LINGER, rx.recv()).await {
+                    Ok(input) => input,
+                    Err(_) => None,
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(input) = input else { break };
+            call.handle(input);
+            run.carry_out(&mut call).await;
+        }
+        self.inner.media.unregister(session);
+        lock(&self.inner.legs).remove(&leg);
+    }
+
+    /// Number lookup and media negotiation; an Err is the SIP status to reject with.
+    async fn setup(&self, incoming: &IncomingCall) -> Result<(Call, CallRecord), u16> {
+        let store = &self.inner.store;
+        let number = match store.number_by_dialled(&incoming.request_user).await {
+            Ok(Some(number)) => number,
+            Ok(None) => return Err(404),
+            Err(e) => {
+                tracing::error!(error = %e, "number lookup failed");
+                return Err(500);
+            }
+        };
+        let account = match store.account(&number.account_sid).await {
+            Ok(Some(account)) if account.status == "active" => account,
+            Ok(_) => return Err(403),
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                return Err(500);
+            }
+        };
+        let offer = incoming
+            .sdp
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .ok_or(488u16)?;
+        let offer = sdp::parse(&offer).map_err(|_| 400u16)?;
+        let negotiated = sdp::negotiate(&offer, &[sdp::AudioCodec::Pcmu, sdp::AudioCodec::Pcma])
+            .map_err(|_| 488u16)?;
+        let from = caller_id(&incoming.from_user, &incoming.from_uri);
+        let now = now_ms();
+        let call_sid = new_sid("CA");
+        let record = CallRecord {
+            sid: call_sid.clone(),
+            account_sid: account.sid.clone(),
+            parent_call_sid: None,
+            from: from.clone(),
+            to: number.phone_number.clone(),
+            from_formatted: from.clone(),
+            to_formatted: number.phone_number.clone(),
+            direction: "inbound".into(),
+            status: CallStatus::Ringing,
+            caller_name: incoming.from_display.clone(),
+            forwarded_from: None,
+            date_created: now,
+            date_updated: now,
+            start_time: None,
+            end_time: None,
+            duration: None,
+        };
+        let session = shmq::SessionId(rand::rng().random::<u64>() >> 1);
+        let config = CallConfig {
+            params: CallParams {
+                call_sid,
+                account_sid: account.sid.clone(),
+                from,
+                to: number.phone_number.clone(),
+                direction: "inbound".into(),
+                caller_name: incoming.from_display.clone(),
+                forwarded_from: None,
+                parent_call_sid: None,
+            },
+            voice_url: number.voice_url.clone(),
+            voice_method: parse_method(&number.voice_method),
+            fallback_url: number.voice_fallback_url.clone(),
+            fallback_method: parse_method(&number.voice_fallback_method),
+            status_callback: number.status_callback.clone(),
+            status_callback_method: parse_method(&number.status_callback_method),
+            media: MediaSetup {
+                session,
+                negotiated,
+                local_ip: self.inner.config.media_ip,
+            },
+        };
+        Ok((Call::new(config), record))
+    }
+
+    async fn auth_token(&self, account_sid: &str) -> String {
+        match self.inner.store.account(account_sid).await {
+            Ok(Some(account)) => account.auth_token,
+            _ => String::new(),
+        }
+    }
+}
+
+/// The driver's per-call bookkeeping while carrying out outputs.
+struct CallRun<'a> {
+    router: &'a CallRouter,
+    leg: LegId,
+    tx: &'a UnboundedSender<Input>,
+    call_sid: String,
+    account_sid: String,
+    answered_at: Option<Instant>,
+    /// The core said Finished.
+    finished: bool,
+    /// The call reached a final status (the leg may still be winding down).
+    ended: bool,
+}
+
+impl CallRun<'_> {
+    async fn carry_out(&mut self, call: &mut Call) {
+        while let Some(output) = call.poll_output() {
+            self.execute(output).await;
+        }
+    }
+
+    async fn execute(&mut self, output: Output) {
+        let inner = &self.router.inner;
+        match output {
+            Output::Fetch {
+                request_id,
+                request,
+            } => {
+                let token = self.router.auth_token(&self.account_sid).await;
+                let client = inner.webhook.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = match client.request(&webhook_request(&request, token)).await {
+                        Ok(response) => AppResult::Response {
+                            url: response.url,
+                            content_type: response.content_type,
+                            body: response.body,
+                        },
+                        Err(e) => AppResult::Failed {
+                            code: e.twilio_code(),
+                            url: e.url().to_string(),
+                            message: e.to_string(),
+                        },
+                    };
+                    let _ = tx.send(Input::AppResult { request_id, result });
+                });
+            }
+            Output::PrepareMedia { request_id, source } => {
+                let cache = inner.cache.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let prepared = match &source {
+                        MediaSource::Say {
+                            text,
+                            voice,
+                            language,
+                        } => cache.say(text, voice, language).await,
+                        MediaSource::Url(url) => cache.play_url(url).await,
+                        MediaSource::Bytes { body, content_type } => {
+                            cache.from_bytes(body, Some(content_type)).await
+                        }
+                    };
+                    let result = prepared
+                        .map(|p| p.id)
+                        .map_err(|e| (e.twilio_code(), e.to_string()));
+                    let _ = tx.send(Input::MediaPrepared { request_id, result });
+                });
+            }
+            Output::Media(command) => {
+                if let Err(e) = inner.media.send(&command) {
+                    tracing::warn!(call = %self.call_sid, error = %e, "media command not delivered");
+                    if !matches!(command, shmq::Command::CloseSession { .. }) {
+                        let _ = self.tx.send(Input::MediaLost);
+                    }
+                }
+            }
+            Output::Sip(action) => match action {
+                SipAction::Ringing => inner.sip.ringing(self.leg),
+                SipAction::Answer { sdp } => inner.sip.answer(self.leg, sdp),
+                SipAction::Reject { status } => inner.sip.reject(self.leg, status),
+                SipAction::Hangup => inner.sip.hangup(self.leg),
+            },
+            Output::SetTimer { id, after } => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send(Input::Timer(id));
+                });
+            }
+            Output::Notify(info) => {
+                let notification = notification(&self.account_sid, &self.call_sid, info);
+                if let Err(e) = inner.store.insert_notification(&notification).await {
+                    tracing::error!(error = %e, "cannot store notification");
+                }
+            }
+            Output::Status { status, answered } => {
+                if answered {
+                    self.answered_at = Some(Instant::now());
+                }
+                if status.is_final() {
+                    self.ended = true;
+                }
+                if let Err(e) = inner
+                    .store
+                    .update_call_status(&self.call_sid, status, now_ms(), answered)
+                    .await
+                {
+                    tracing::error!(error = %e, "cannot update call status");
+                }
+            }
+            Output::StatusCallback(mut request) => {
+                let duration = self.answered_at.map(|t| t.elapsed().as_secs()).unwrap_or(0);
+                request
+                    .params
+                    .push(("CallDuration".into(), duration.to_string()));
+                request.params.push((
+                    "Timestamp".into(),
+                    httpdate::fmt_http_date(SystemTime::now()),
+                ));
+                let token = self.router.auth_token(&self.account_sid).await;
+                let client = inner.webhook.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = client.request(&webhook_request(&request, token)).await {
+                        tracing::warn!(error = %e, "status callback failed");
+                    }
+                });
+            }
+            Output::Finished => self.finished = true,
+        }
+    }
+}
+
+fn webhook_request(request: &AppRequest, auth_token: String) -> WebhookRequest {
+    WebhookRequest {
+        url: request.url.clone(),
+        method: match request.method {
+            HttpMethod::Get => webhook::Method::Get,
+            HttpMethod::Post => webhook::Method::Post,
+        },
+        params: request.params.clone(),
+        auth_token,
+    }
+}
+
+fn notification(account_sid: &str, call_sid: &str, info: NotificationInfo) -> Notification {
+    Notification {
+        sid: new_sid("NO"),
+        account_sid: account_sid.to_string(),
+        call_sid: Some(call_sid.to_string()),
+        error_code: info.code.to_string(),
+        log_level: i64::from(info.warning),
+        message_text: info.message,
+        more_info: format!("https://www.twilio.com/docs/errors/{}", info.code),
+        request_method: info.request_method,
+        request_url: info.request_url,
+        request_variables: None,
+        response_body: info.response_body,
+        response_headers: None,
+        date_created: now_ms(),
+    }
+}
+
+fn parse_method(method: &str) -> HttpMethod {
+    if method.eq_ignore_ascii_case("GET") {
+        HttpMethod::Get
+    } else {
+        HttpMethod::Post
+    }
+}
+
+/// The caller ID Twilio shows: E.164 for numeric users (`15551230000` → `+15551230000`),
+/// the user as-is otherwise, the whole URI when there is no user.
+fn caller_id(user: &str, uri: &str) -> String {
+    if user.is_empty() {
+        return uri.to_string();
+    }
+    let digits = user.trim_start_matches('+');
+    if digits.len() >= 7 && digits.chars().all(|c| c.is_ascii_digit()) {
+        format!("+{digits}")
+    } else {
+        user.to_string()
+    }
+}

@@ -1,0 +1,289 @@
+//! The TOML configuration and its embedded defaults.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub sip: SipSection,
+    pub http: HttpSection,
+    pub media: MediaSection,
+    pub storage: StorageSection,
+    pub webhook: WebhookSection,
+    pub accounts: Vec<AccountEntry>,
+    pub numbers: Vec<NumberEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipSection {
+    pub listen: SocketAddr,
+}
+
+impl Default for SipSection {
+    fn default() -> Self {
+        SipSection {
+            listen: ([127, 0, 0, 1], 5060).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: ([127, 0, 0, 1], 8080).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSection {
+    /// `"20000-29999"`.
+    pub rtp_ports: String,
+    /// Cores the media workers are pinned to, one worker per entry.
+    pub cores: Vec<usize>,
+    /// Address RTP is sent from and advertised in SDP; defaults to the SIP listen address.
+    pub rtp_ip: Option<IpAddr>,
+    /// Sessions each worker can hold.
+    pub max_sessions_per_worker: usize,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            rtp_ports: "20000-29999".into(),
+            cores: vec![1],
+            rtp_ip: None,
+            max_sessions_per_worker: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            data_dir: PathBuf::from("var"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSection {
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhookSection {
+    fn default() -> Self {
+        WebhookSection { timeout_ms: 15_000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountEntry {
+    pub sid: String,
+    pub auth_token: String,
+    #[serde(default)]
+    pub friendly_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberEntry {
+    pub account: String,
+    pub number: String,
+    pub voice_url: Option<String>,
+    #[serde(default = "post")]
+    pub voice_method: String,
+    pub voice_fallback_url: Option<String>,
+    #[serde(default = "post")]
+    pub voice_fallback_method: String,
+    pub status_callback: Option<String>,
+    #[serde(default = "post")]
+    pub status_callback_method: String,
+}
+
+fn post() -> String {
+    "POST".into()
+}
+
+impl Config {
+    /// Reads `path`, or the embedded defaults when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<Config>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.rtp_port_range()?;
+        if self.media.cores.is_empty() {
+            bail!("[media] cores must name at least one core");
+        }
+        for account in &self.accounts {
+            if !is_sid(&account.sid, "AC") {
+                bail!(
+                    "account sid {:?} is not AC followed by 32 hex digits",
+                    account.sid
+                );
+            }
+            if account.auth_token.is_empty() {
+                bail!("account {} has an empty auth_token", account.sid);
+            }
+        }
+        for number in &self.numbers {
+            if store::number_digits(&number.number).is_empty() {
+                bail!("number {:?} has no digits", number.number);
+            }
+            for method in [
+                &number.voice_method,
+                &number.voice_fallback_method,
+                &number.status_callback_method,
+            ] {
+                if !method.eq_ignore_ascii_case("GET") && !method.eq_ignore_ascii_case("POST") {
+                    bail!(
+                        "number {}: method {method:?} is not GET or POST",
+                        number.number
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `(min, max)` of the RTP port range.
+    pub fn rtp_port_range(&self) -> Result<(u16, u16)> {
+        let (lo, hi) = self
+            .media
+            .rtp_ports
+            .split_once('-')
+            .context("[media] rtp_ports must look like \"20000-29999\"")?;
+        let lo: u16 = lo.trim().parse().context("rtp_ports: bad lower bound")?;
+        let hi: u16 = hi.trim().parse().context("rtp_ports: bad upper bound")?;
+        if lo == 0 || hi <= lo {
+            bail!("rtp_ports: empty or invalid range {lo}-{hi}");
+        }
+        Ok((lo, hi))
+    }
+
+    /// The address media is sent from and advertised in SDP.
+    pub fn media_ip(&self) -> IpAddr {
+        self.media.rtp_ip.unwrap_or_else(|| {
+            let ip = self.sip.listen.ip();
+            if ip.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                ip
+            }
+        })
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("cache")
+    }
+
+    /// The shared-memory segment both planes map; named after the data directory so a
+    /// separately started media process finds it.
+    pub fn segment_path(&self) -> PathBuf {
+        let absolute = std::fs::canonicalize(&self.storage.data_dir)
+            .unwrap_or_else(|_| self.storage.data_dir.clone());
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in absolute.to_string_lossy().bytes() {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            shm
+        } else {
+            self.storage.data_dir.as_path()
+        };
+        dir.join(format!("switchboard-{hash:016x}.shm"))
+    }
+
+    pub fn attach_socket_path(&self) -> PathBuf {
+        self.storage.data_dir.join("media.sock")
+    }
+
+    pub fn media_pid_path(&self) -> PathBuf {
+        self.storage.data_dir.join("media.pid")
+    }
+}
+
+fn is_sid(s: &str, prefix: &str) -> bool {
+    s.len() == 34 && s.starts_with(prefix) && s[2..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.rtp_port_range().unwrap(), (20000, 29999));
+        assert_eq!(c.sip.listen.port(), 5060);
+        assert_eq!(c.webhook.timeout_ms, 15_000);
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let text = r#"
+            [sip]
+            listen = "127.0.0.1:5070"
+            [http]
+            listen = "127.0.0.1:8081"
+            [media]
+            rtp_ports = "30000-30999"
+            cores = [0, 1]
+            [storage]
+            data_dir = "/tmp/x"
+            [[accounts]]
+            sid = "AC0123456789abcdef0123456789abcdef"
+            auth_token = "secret"
+            [[numbers]]
+            account = "AC0123456789abcdef0123456789abcdef"
+            number = "+15005550006"
+            voice_url = "http://127.0.0.1:9000/voice"
+        "#;
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.media.cores, vec![0, 1]);
+        assert_eq!(c.numbers[0].voice_method, "POST");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_clearly() {
+        let c: Config = toml::from_str("[media]\nrtp_ports = \"5-1\"").unwrap();
+        assert!(c.validate().is_err());
+        let c: Config = toml::from_str("[[accounts]]\nsid = \"AC1\"\nauth_token = \"x\"").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("32 hex"));
+        assert!(toml::from_str::<Config>("[sip]\nlisten = \"nope\"").is_err());
+        assert!(toml::from_str::<Config>("[sipp]\nx = 1").is_err());
+    }
+}
