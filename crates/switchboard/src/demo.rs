@@ -15,6 +15,7 @@ pub fn router() -> Router {
     Router::new()
         .route("/demo/voice", any(voice))
         .route("/demo/menu", any(menu))
+        .route("/demo/hello", any(hello))
 }
 
 async fn voice() -> impl IntoResponse {
@@ -28,6 +29,14 @@ async fn voice() -> impl IntoResponse {
   <Say>We did not receive any input. Goodbye.</Say>
   <Hangup/>
 </Response>"#,
+    )
+}
+
+/// A one-line greeting then hang-up: the call-setup benchmark's app.
+async fn hello() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, TWIML)],
+        "<Response><Say>Hello from Switchboard.</Say><Hangup/></Response>",
     )
 }
 
