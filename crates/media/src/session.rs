@@ -166,6 +166,9 @@ pub struct Session {
     start: Instant,
     /// Index of the next tick to send: its deadline is `start + next_tick·ptime`.
     next_tick: u64,
+    /// No RTP is sent until the first item is queued (the call is answered then), so the
+    /// caller never gets media before the 200 OK.
+    sending: bool,
     first_packet: bool,
     player: Player,
     dtmf: DtmfDetector,
@@ -191,6 +194,7 @@ impl Session {
             ptime: Duration::from_millis(u64::from(params.ptime_ms)),
             start: now,
             next_tick: 0,
+            sending: false,
             first_packet: true,
             player: Player::with_capacity(PLAY_QUEUE_CAPACITY),
             dtmf: DtmfDetector::new(),
@@ -222,6 +226,39 @@ impl Session {
     /// Items queued for playback (the playing one included).
     pub fn queued_items(&self) -> usize {
         self.player.len()
+    }
+
+    /// Whether the session has started sending RTP.
+    pub fn is_sending(&self) -> bool {
+        self.sending
+    }
+
+    /// Starts a talkspurt at `now`: the first one starts the stream; a later one (an item
+    /// queued while the session was only sending silence) moves the packet grid so the
+    /// item's first packet leaves now instead of up to one ptime later. The RTP timestamp
+    /// advances by the real time elapsed since the last packet, so it stays monotonic and
+    /// true to the clock; the item's first packet carries the marker bit.
+    pub fn start_talkspurt(&mut self, now: Instant) {
+        if !self.sending {
+            self.sending = true;
+            self.start = now;
+            self.next_tick = 0;
+            return;
+        }
+        let due = self.next_send_at();
+        if now >= due {
+            return;
+        }
+        let last_sent = due.checked_sub(self.ptime).unwrap_or(due);
+        let elapsed_samples = (now.saturating_duration_since(last_sent).as_micros()
+            * u128::from(SAMPLES_PER_MS)
+            / 1000) as u32;
+        self.timestamp = self
+            .timestamp
+            .wrapping_sub(self.samples_per_packet)
+            .wrapping_add(elapsed_samples.max(1));
+        self.start = now;
+        self.next_tick = 0;
     }
 
     /// When the next packet is due.
@@ -268,7 +305,7 @@ impl Session {
         mut on_event: impl FnMut(SessionEvent),
     ) -> Option<Transmit> {
         let due = self.next_send_at();
-        if now < due {
+        if !self.sending || now < due {
             return None;
         }
         let packet_len = RTP_HEADER_LEN + self.samples_per_packet as usize;
@@ -376,6 +413,48 @@ mod tests {
         }
     }
 
+    /// A session whose stream has started at `t0`.
+    fn started(p: SessionParams, t0: Instant) -> Session {
+        let mut s = Session::new(p, t0).unwrap();
+        s.start_talkspurt(t0);
+        s
+    }
+
+    #[test]
+    fn nothing_is_sent_before_the_first_item() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        assert!(!s.is_sending());
+        assert!(drain(&mut s, t0 + PTIME * 10).is_empty());
+        s.play(1, media(&[7; 160]), 1).unwrap();
+        s.start_talkspurt(t0 + PTIME * 10);
+        let packets = drain(&mut s, t0 + PTIME * 10);
+        assert_eq!(packets.len(), 1);
+        assert_eq!(packets[0].0[1] & 0x80, 0x80, "first packet has the marker");
+        assert_eq!(&packets[0].0[RTP_HEADER_LEN..], &[7; 160][..]);
+    }
+
+    #[test]
+    fn an_item_on_an_idle_stream_leaves_at_once_with_a_true_timestamp() {
+        let t0 = Instant::now();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
+        let first = drain(&mut s, t0);
+        assert_eq!(first.len(), 1);
+        let ts0 = u32::from_be_bytes(first[0].0[4..8].try_into().unwrap());
+        // 5 ms after the silence packet, a prompt is queued: it goes out now, not at 20 ms.
+        let t1 = t0 + Duration::from_millis(5);
+        s.play(1, media(&[9; 320]), 1).unwrap();
+        s.start_talkspurt(t1);
+        let packets = drain(&mut s, t1);
+        assert_eq!(packets.len(), 1);
+        let ts1 = u32::from_be_bytes(packets[0].0[4..8].try_into().unwrap());
+        assert_eq!(ts1.wrapping_sub(ts0), 40, "5 ms of samples");
+        assert_eq!(packets[0].0[1] & 0x80, 0x80);
+        // The grid now runs from t1.
+        assert!(drain(&mut s, t1 + PTIME - Duration::from_micros(1)).is_empty());
+        assert_eq!(drain(&mut s, t1 + PTIME).len(), 1);
+    }
+
     fn media(bytes: &[u8]) -> MediaData {
         MediaData::Shared(Arc::from(bytes))
     }
@@ -402,7 +481,7 @@ mod tests {
     #[test]
     fn first_packet_header_fields() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         let mut buf = [0u8; MAX_PACKET_LEN];
         let tx = s.poll_transmit(t0, &mut buf, |_| {}).unwrap();
         assert_eq!(tx.len, 12 + 160);
@@ -421,7 +500,7 @@ mod tests {
     #[test]
     fn sequence_and_timestamp_advance_with_wraparound() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         let mut seen = Vec::new();
         for n in 0..5u32 {
             let (pkt, _) = one(&mut s, t0 + PTIME * n);
@@ -455,7 +534,7 @@ mod tests {
     #[test]
     fn pacing_is_on_absolute_deadlines() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         assert_eq!(s.next_send_at(), t0);
         let mut buf = [0u8; MAX_PACKET_LEN];
         // A driver that always wakes 7 ms late: deadlines do not drift.
@@ -479,7 +558,7 @@ mod tests {
     #[test]
     fn a_little_late_catches_up_packet_by_packet() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         one(&mut s, t0);
         // Due at 20 ms, woken at 65 ms: ticks 1, 2 and 3 are all due.
         let packets = drain(&mut s, t0 + Duration::from_millis(65));
@@ -496,7 +575,7 @@ mod tests {
     #[test]
     fn far_behind_skips_ahead_instead_of_bursting() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         let (first, _) = one(&mut s, t0);
         let first = parse_rtp(&first).unwrap();
         // Due at tick 1 (20 ms), woken at 215 ms: 9 whole ticks behind.
@@ -522,7 +601,7 @@ mod tests {
         p.ptime_ms = 121;
         assert!(Session::new(p, t0).is_err());
         p.ptime_ms = 30;
-        let mut s = Session::new(p, t0).unwrap();
+        let mut s = started(p, t0);
         assert!(s.poll_transmit(t0, &mut [0u8; 100], |_| {}).is_none());
         let mut buf = [0u8; MAX_PACKET_LEN];
         assert_eq!(s.poll_transmit(t0, &mut buf, |_| {}).unwrap().len, 12 + 240);
@@ -531,7 +610,7 @@ mod tests {
     #[test]
     fn playback_bytes_markers_and_play_done() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         let (_, _) = one(&mut s, t0); // idle silence, marker (stream start)
         let file: Vec<u8> = (0..400u32).map(|i| (i % 251) as u8).collect();
         s.play(42, media(&file), 1).unwrap();
@@ -574,7 +653,7 @@ mod tests {
     #[test]
     fn alaw_session_transcodes_and_pads_with_alaw_silence() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcma), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcma), t0);
         let file: Vec<u8> = (0..=255u8).collect();
         s.play(1, media(&file), 1).unwrap();
         let mut payload = Vec::new();
@@ -595,7 +674,7 @@ mod tests {
     #[test]
     fn loops_repeat_the_item() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         let file: Vec<u8> = (1..=100u8).collect();
         s.play(5, media(&file), 3).unwrap();
         let mut payload = Vec::new();
@@ -620,7 +699,7 @@ mod tests {
     #[test]
     fn stop_playback_interrupts_current_and_queued_items() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         s.play(1, media(&[7; 50]), 0).unwrap();
         s.silence(2, 1000).unwrap();
         s.play(3, media(&[8; 50]), 1).unwrap();
@@ -651,7 +730,7 @@ mod tests {
     #[test]
     fn silence_lasts_exactly_its_duration() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         s.silence(1, 30).unwrap(); // 240 samples: 1.5 frames
         s.play(2, media(&[0x11; 160]), 1).unwrap();
         let (p0, e0) = one(&mut s, t0);
@@ -689,7 +768,7 @@ mod tests {
     #[test]
     fn close_reports_queued_items_and_counters() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         s.play(9, media(&[1; 10]), 0).unwrap();
         one(&mut s, t0);
         let mut events = Vec::new();
@@ -731,7 +810,7 @@ mod tests {
     #[test]
     fn symmetric_rtp_latches_to_first_valid_packet_source() {
         let t0 = Instant::now();
-        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
         let nat: SocketAddr = "198.51.100.7:61000".parse().unwrap();
         let other: SocketAddr = "198.51.100.8:61000".parse().unwrap();
         let mut events = Vec::new();

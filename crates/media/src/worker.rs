@@ -331,12 +331,14 @@ impl Worker {
                 media,
                 loops,
             } => {
-                if let Err(reason) = self.play(session, play_id, media, loops) {
-                    self.outbox.push(Event::PlayFailed {
+                let was_idle = self.is_idle(session);
+                match self.play(session, play_id, media, loops) {
+                    Ok(()) => self.begin_item(session, was_idle),
+                    Err(reason) => self.outbox.push(Event::PlayFailed {
                         session,
                         play_id,
                         reason,
-                    });
+                    }),
                 }
             }
             Command::Silence {
@@ -344,6 +346,7 @@ impl Worker {
                 play_id,
                 duration_ms,
             } => {
+                let was_idle = self.is_idle(session);
                 let result = match self.session_mut(session) {
                     Some(slot) => slot
                         .session
@@ -351,6 +354,9 @@ impl Worker {
                         .map_err(|_| FailReason::BadCommand),
                     None => Err(FailReason::UnknownSession),
                 };
+                if result.is_ok() {
+                    self.begin_item(session, was_idle);
+                }
                 if let Err(reason) = result {
                     self.outbox.push(Event::PlayFailed {
                         session,
@@ -387,6 +393,40 @@ impl Worker {
             session,
             reason: FailReason::UnknownSession,
         });
+    }
+
+    /// Whether the session exists and has nothing queued (it sends silence, or nothing yet).
+    fn is_idle(&self, session: SessionId) -> bool {
+        self.by_id
+            .get(&session)
+            .and_then(|index| self.slots.get(*index))
+            .and_then(Option::as_ref)
+            .is_some_and(|slot| slot.session.queued_items() == 0)
+    }
+
+    /// An item was queued on a session that had none: start its talkspurt now and
+    /// reschedule it (the new generation retires the old deadline entry).
+    fn begin_item(&mut self, session: SessionId, was_idle: bool) {
+        if !was_idle {
+            return;
+        }
+        let Some(index) = self.by_id.get(&session).copied() else {
+            return;
+        };
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        let Some(generation) = self.generations.get_mut(index) else {
+            return;
+        };
+        *generation = generation.wrapping_add(1);
+        slot.generation = *generation;
+        slot.session.start_talkspurt(Instant::now());
+        self.deadlines.push(Reverse((
+            slot.session.next_send_at(),
+            index,
+            slot.generation,
+        )));
     }
 
     fn session_mut(&mut self, session: SessionId) -> Option<&mut SessionSlot> {
@@ -459,9 +499,8 @@ impl Worker {
             self.free_slots.push(index);
             return Err(FailReason::SocketError);
         }
+        // No deadline yet: the session sends nothing until its first item is queued.
         let generation = self.generations.get(index).copied().unwrap_or(0);
-        self.deadlines
-            .push(Reverse((session.next_send_at(), index, generation)));
         if let Some(entry) = self.slots.get_mut(index) {
             *entry = Some(SessionSlot {
                 id,

@@ -225,12 +225,31 @@ fn plays_file_reports_dtmf_and_closes() {
     assert_eq!(local_port % 2, 0);
     assert!((31000..=31099).contains(&local_port));
 
-    // The stream starts with idle silence right away.
+    // Nothing is sent before the first item: the call is not answered yet.
+    let early = receive_rtp(&peer, Duration::from_millis(300), |_| false);
+    assert!(early.is_empty(), "RTP before the first item");
+    // A Silence item starts the stream; it stays alive with idle silence afterwards.
+    control.send(
+        0,
+        Command::Silence {
+            session,
+            play_id: 9,
+            duration_ms: 100,
+        },
+    );
     let silence = receive_rtp(&peer, Duration::from_secs(2), |_| true);
     let first = parse_rtp(&silence[0].1).unwrap();
     assert_eq!(first.payload_type, 0);
     assert!(first.marker);
     assert!(first.payload.iter().all(|b| *b == 0xFF));
+    assert_eq!(
+        control.expect_event(0, "PlayDone"),
+        Event::PlayDone {
+            session,
+            play_id: 9,
+            interrupted: false
+        }
+    );
 
     // Unknown media is refused; the session goes on.
     control.send(
@@ -273,10 +292,16 @@ fn plays_file_reports_dtmf_and_closes() {
         trailing_silence >= 5
     });
     let parsed: Vec<_> = packets.iter().map(|(_, p)| parse_rtp(p).unwrap()).collect();
-    // Sequence numbers and timestamps are contiguous.
+    // Sequence numbers are contiguous; timestamps advance 160 per packet, except that an
+    // item starting on an idle stream leaves at once (marker) with the real elapsed time.
     for pair in parsed.windows(2) {
         assert_eq!(pair[1].sequence, pair[0].sequence.wrapping_add(1));
-        assert_eq!(pair[1].timestamp, pair[0].timestamp.wrapping_add(160));
+        let step = pair[1].timestamp.wrapping_sub(pair[0].timestamp);
+        if pair[1].marker {
+            assert!((1..=160).contains(&step), "talkspurt step {step}");
+        } else {
+            assert_eq!(step, 160);
+        }
         assert_eq!(pair[1].ssrc, first.ssrc);
     }
     let start = parsed
