@@ -74,7 +74,10 @@ mod tests {
             account_in_path("/2010-04-01/Accounts/AC1/Calls.json"),
             Some("AC1")
         );
-        assert_eq!(account_in_path("/2010-04-01/Accounts/AC1.json"), Some("AC1"));
+        assert_eq!(
+            account_in_path("/2010-04-01/Accounts/AC1.json"),
+            Some("AC1")
+        );
         assert_eq!(account_in_path("/2010-04-01/Accounts/"), None);
         assert_eq!(account_in_path("/other"), None);
     }

@@ -30,7 +30,10 @@ pub fn router(state: ApiState) -> Router {
     let accounts = Router::new()
         .route("/2010-04-01/Accounts/{account}", get(fetch_account))
         .route("/2010-04-01/Accounts/{account}/Calls.json", get(list_calls))
-        .route("/2010-04-01/Accounts/{account}/Calls/{call}", get(fetch_call))
+        .route(
+            "/2010-04-01/Accounts/{account}/Calls/{call}",
+            get(fetch_call),
+        )
         .route(
             "/2010-04-01/Accounts/{account}/Calls/{call}/Notifications.json",
             get(list_call_notifications),
@@ -47,9 +50,7 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             auth::require_account,
         ));
-    accounts
-        .fallback(error::not_found)
-        .with_state(state)
+    accounts.fallback(error::not_found).with_state(state)
 }
 
 /// Strips the `.json` suffix every Twilio resource path carries.
@@ -96,7 +97,13 @@ async fn list_calls(
         .await?;
     let items = page.items.iter().map(json::call).collect();
     let base = format!("/2010-04-01/Accounts/{account}/Calls.json");
-    Ok(Json(paging.list("calls", items, page.has_more, &base, &query)))
+    Ok(Json(paging.list(
+        "calls",
+        items,
+        page.has_more,
+        &base,
+        &query,
+    )))
 }
 
 async fn fetch_call(

@@ -19,9 +19,9 @@ impl Paging {
         let number = |name: &str, default: u32| -> Result<u32, ApiError> {
             match query.iter().find(|(k, _)| k == name) {
                 None => Ok(default),
-                Some((_, v)) => v
-                    .parse::<u32>()
-                    .map_err(|_| ApiError::invalid_parameter(name, "must be a non-negative integer")),
+                Some((_, v)) => v.parse::<u32>().map_err(|_| {
+                    ApiError::invalid_parameter(name, "must be a non-negative integer")
+                }),
             }
         };
         let page_size = number("PageSize", DEFAULT_PAGE_SIZE)?.clamp(1, MAX_PAGE_SIZE);
@@ -43,9 +43,8 @@ impl Paging {
             .filter(|(k, _)| k != "Page" && k != "PageSize" && k != "PageToken")
             .map(|(k, v)| format!("&{}={}", encode(k), encode(v)))
             .collect();
-        let uri_for = |page: u32| {
-            format!("{base}?PageSize={}&Page={page}{filters}", self.page_size)
-        };
+        let uri_for =
+            |page: u32| format!("{base}?PageSize={}&Page={page}{filters}", self.page_size);
         let start = self.page * self.page_size;
         let count = items.len() as u32;
         let end = if count == 0 { start } else { start + count - 1 };
@@ -95,8 +94,14 @@ mod tests {
         assert_eq!(v["calls"], json!([1, 2]));
         assert_eq!(v["start"], 2);
         assert_eq!(v["end"], 3);
-        assert_eq!(v["next_page_uri"], "/x/Calls.json?PageSize=2&Page=2&To=%2B1500");
-        assert_eq!(v["previous_page_uri"], "/x/Calls.json?PageSize=2&Page=0&To=%2B1500");
+        assert_eq!(
+            v["next_page_uri"],
+            "/x/Calls.json?PageSize=2&Page=2&To=%2B1500"
+        );
+        assert_eq!(
+            v["previous_page_uri"],
+            "/x/Calls.json?PageSize=2&Page=0&To=%2B1500"
+        );
         assert_eq!(v.as_object().unwrap().len(), 9);
     }
 

@@ -79,7 +79,13 @@ async fn list_and_fetch_calls_in_twilio_shape() {
     assert_eq!(calls[0]["status"], "completed");
     assert_eq!(body["next_page_uri"], Value::Null);
 
-    let (status, body) = get(&s, "/2010-04-01/Accounts/AC1/Calls/CA1.json", "AC1", "token1").await;
+    let (status, body) = get(
+        &s,
+        "/2010-04-01/Accounts/AC1/Calls/CA1.json",
+        "AC1",
+        "token1",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["uri"], "/2010-04-01/Accounts/AC1/Calls/CA1.json");
     assert_eq!(body["start_time"], "Thu, 01 Jan 1970 00:00:01 +0000");
@@ -100,7 +106,13 @@ async fn wrong_credentials_are_401_in_twilio_format() {
 async fn tenants_cannot_see_each_other() {
     let s = state().await;
     // AC1's credentials, AC2's call under AC1's path: not found.
-    let (status, body) = get(&s, "/2010-04-01/Accounts/AC1/Calls/CA2.json", "AC1", "token1").await;
+    let (status, body) = get(
+        &s,
+        "/2010-04-01/Accounts/AC1/Calls/CA2.json",
+        "AC1",
+        "token1",
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["code"], 20404);
     // AC1's credentials on AC2's path: not found either.

@@ -144,7 +144,10 @@ impl Store {
     }
 
     /// Finds a number by the digits of a dialled string (`+15005550006`, `15005550006`).
-    pub async fn number_by_dialled(&self, dialled: &str) -> Result<Option<PhoneNumber>, StoreError> {
+    pub async fn number_by_dialled(
+        &self,
+        dialled: &str,
+    ) -> Result<Option<PhoneNumber>, StoreError> {
         let digits = number_digits(dialled);
         if digits.is_empty() {
             return Ok(None);
@@ -235,7 +238,11 @@ impl Store {
     }
 
     /// The call, only if it belongs to `account_sid`.
-    pub async fn call(&self, account_sid: &str, sid: &str) -> Result<Option<CallRecord>, StoreError> {
+    pub async fn call(
+        &self,
+        account_sid: &str,
+        sid: &str,
+    ) -> Result<Option<CallRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM calls WHERE account_sid = ? AND sid = ?")
             .bind(account_sid)
             .bind(sid)

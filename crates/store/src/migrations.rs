@@ -3,8 +3,7 @@
 use sqlx::{Row, SqlitePool};
 
 /// Each entry moves the schema one version forward.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE accounts (
+const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
         sid TEXT PRIMARY KEY,
         auth_token TEXT NOT NULL,
         friendly_name TEXT NOT NULL,
@@ -59,8 +58,7 @@ const MIGRATIONS: &[&str] = &[
         date_created INTEGER NOT NULL
      );
      CREATE INDEX notifications_by_account ON notifications(account_sid, date_created);
-     CREATE INDEX notifications_by_call ON notifications(call_sid);",
-];
+     CREATE INDEX notifications_by_call ON notifications(call_sid);"];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;

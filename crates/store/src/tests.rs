@@ -98,7 +98,11 @@ async fn calls_are_isolated_by_account_and_paged() {
         .await
         .unwrap();
     assert_eq!(
-        first.items.iter().map(|c| c.sid.as_str()).collect::<Vec<_>>(),
+        first
+            .items
+            .iter()
+            .map(|c| c.sid.as_str())
+            .collect::<Vec<_>>(),
         ["CA4", "CA3"]
     );
     assert!(first.has_more);
