@@ -202,10 +202,15 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         media,
         spawn_child: supervise_media,
     };
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         result = supervisor.run() => result,
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted; shutting down");
+            Ok(())
+        }
+        _ = terminate.recv() => {
+            tracing::info!("terminated; shutting down");
             Ok(())
         }
     }

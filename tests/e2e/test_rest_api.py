@@ -1,0 +1,106 @@
+"""The Twilio REST API through the official Python SDK pointed at
+Switchboard: listing and fetching finished calls, authentication, tenant
+isolation, and the signed status callback after hang-up."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from twilio.base.exceptions import TwilioException, TwilioRestException
+
+from sbtest.flows import CALL_SID, digits, place_call, wait_call_status
+from sbtest.standard import MAIN, OTHER_TENANT, SAY_HELLO_HANG_UP
+
+
+def _finished_call(switchboard, app, account, tmp_path, number=MAIN, path="/voice"):
+    app.twiml(path, SAY_HELLO_HANG_UP)
+    outcome = place_call(switchboard, tmp_path, number)
+    assert outcome.sipp.returncode == 0, outcome.sipp.explain()
+    sid = app.wait_for(path, timeout=1).param("CallSid")
+    assert sid and CALL_SID.match(sid), sid
+    return sid, outcome
+
+
+def test_rest_api_list_fetch(switchboard, app, account, tmp_path):
+    sid, outcome = _finished_call(switchboard, app, account, tmp_path)
+    client = switchboard.client(account)
+    call = wait_call_status(client, sid, {"completed"})
+
+    listed = {c.sid: c for c in client.calls.list()}
+    assert sid in listed, f"{sid} not in Calls list {sorted(listed)}"
+    for c in (call, listed[sid]):
+        assert c.sid == sid
+        assert c.account_sid == account.sid
+        assert digits(c.to) == digits(MAIN)
+        caller = getattr(c, "_from", None) or getattr(c, "from_", None)  # SDK 9.x: _from
+        assert "15551230003" in digits(caller), caller
+        assert c.direction == "inbound"
+        assert c.status == "completed"
+        assert isinstance(c.start_time, datetime.datetime), c.start_time
+        assert isinstance(c.end_time, datetime.datetime), c.end_time
+        assert c.start_time <= c.end_time
+        assert isinstance(c.duration, str) and c.duration.isdigit(), repr(c.duration)
+        call_length = outcome.ended_at - outcome.started_at
+        assert 0 <= int(c.duration) <= call_length + 1, (c.duration, call_length)
+        assert abs(int(c.duration) - (c.end_time - c.start_time).total_seconds()) <= 1
+
+
+def _http_status(error: TwilioException) -> int | None:
+    """TwilioRestException (fetch) carries .status; a failed list page raises a
+    plain TwilioException("Unable to fetch page", response)."""
+    if isinstance(error, TwilioRestException):
+        return error.status
+    response = error.args[1] if len(error.args) > 1 else None
+    return getattr(response, "status_code", None)
+
+
+@pytest.mark.parametrize("who", ["wrong-token", "unknown-account", "other-accounts-token"])
+def test_wrong_token_401(switchboard, accounts, who):
+    a, b = accounts
+    client = {
+        "wrong-token": lambda: switchboard.client(a, auth_token="0" * 32),
+        "unknown-account": lambda: switchboard.client(type(a).generate()),
+        "other-accounts-token": lambda: switchboard.client(a, auth_token=b.auth_token),
+    }[who]()
+    with pytest.raises(TwilioRestException) as raised:
+        client.calls("CA" + "0" * 32).fetch()
+    assert raised.value.status == 401, raised.value
+    with pytest.raises(TwilioException) as raised:
+        client.calls.list()
+    assert _http_status(raised.value) == 401, raised.value
+    with pytest.raises(TwilioException) as raised:
+        client.notifications.list()
+    assert _http_status(raised.value) == 401, raised.value
+
+
+def test_tenant_isolation_404(switchboard, app, accounts, tmp_path):
+    a, b = accounts
+    sid, _ = _finished_call(switchboard, app, b, tmp_path, number=OTHER_TENANT, path="/b/voice")
+    voice = app.wait_for("/b/voice", timeout=1)
+    assert voice.param("AccountSid") == b.sid
+    assert voice.signature_valid(b.auth_token), voice.describe()
+
+    owner = switchboard.client(b)
+    assert wait_call_status(owner, sid, {"completed"}).account_sid == b.sid
+
+    stranger = switchboard.client(a)
+    with pytest.raises(TwilioRestException) as raised:
+        stranger.calls(sid).fetch()
+    assert raised.value.status == 404
+    assert sid not in {c.sid for c in stranger.calls.list()}
+
+
+def test_status_callback_completed(switchboard, app, account, tmp_path):
+    sid, outcome = _finished_call(switchboard, app, account, tmp_path)
+    status = app.wait_for("/status", timeout=10, where=lambda r: r.param("CallSid") == sid)
+    assert status.method == "POST"
+    assert status.signature_valid(account.auth_token), status.describe()
+    assert status.url == app.url("/status")
+    assert status.param("CallStatus") == "completed", status.describe()
+    assert status.param("AccountSid") == account.sid, status.describe()
+    assert status.param("Direction") == "inbound", status.describe()
+    assert digits(status.param("To")) == digits(MAIN), status.describe()
+    duration = status.param("CallDuration") or ""
+    assert duration.isdigit(), status.describe()
+    assert int(duration) <= outcome.ended_at - outcome.started_at + 1, status.describe()
