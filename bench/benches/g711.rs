@@ -54,8 +54,13 @@ fn build_packet(c: &mut Criterion) {
         session
             .play(1, MediaData::Shared(Arc::clone(&media)), 0)
             .expect("empty queue");
+        session.start_talkspurt(start);
         let mut buf = [0u8; MAX_PACKET_LEN];
-        let mut tick = 0u32;
+        assert!(
+            session.poll_transmit(start, &mut buf, |_| {}).is_some(),
+            "the benchmark must build real packets"
+        );
+        let mut tick = 1u32;
         group.bench_function(name, |b| {
             b.iter(|| {
                 // Exactly on each deadline: one packet per call, no skipping.
