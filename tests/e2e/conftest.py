@@ -131,8 +131,9 @@ def make_switchboard(tmp_path, _tracker: _Tracker):
     """Start a private instance: make_switchboard(config) -> Switchboard."""
     started: list[Switchboard] = []
 
-    def make(config: SwitchboardConfig, name: str = "private switchboard") -> Switchboard:
-        sb = Switchboard(BINARY, tmp_path / f"sb{len(started)}", config, name=name)
+    def make(config: SwitchboardConfig, name: str = "private switchboard",
+             mode: str = "run") -> Switchboard:
+        sb = Switchboard(BINARY, tmp_path / f"sb{len(started)}", config, name=name, mode=mode)
         started.append(sb)
         _tracker.use(sb)
         failure = None

@@ -68,3 +68,51 @@ def test_say_plaintext_response(switchboard, app, account, tmp_path):
     assert_voice_webhook(app.wait_for("/voice", timeout=1), account, to=MAIN)
     assert outcome.sipp.returncode == 0, outcome.sipp.explain()
     assert_g711_speech(outcome.audio, what="spoken plain text toward SIPp")
+
+
+def _tone(path, fmt: str, freq: int, seconds: float = 1.5) -> bytes:
+    """A sine tone file made by sox (44.1 kHz stereo, so Switchboard must resample)."""
+    import subprocess
+    out = path / f"tone-{freq}.{fmt}"
+    subprocess.run(["sox", "-n", "-r", "44100", "-c", "2", str(out), "synth", str(seconds),
+                    "sine", str(freq), "vol", "0.5"], check=True)
+    return out.read_bytes()
+
+
+def _dominant_hz(packets) -> float:
+    """Frequency of the loudest stretch of the stream, from zero crossings."""
+    from sbtest.rtp import decode_g711
+    samples = []
+    for p in packets:
+        samples.extend(decode_g711(p.payload, p.payload_type))
+    loud = [s for s in samples if abs(s) > 0]
+    crossings = sum(1 for a, b in zip(loud, loud[1:]) if (a < 0) != (b < 0))
+    return crossings / 2 / (len(loud) / 8000) if loud else 0.0
+
+
+def test_play_wav_and_mp3_from_the_app_cached_by_url(switchboard, app, account, tmp_path):
+    app.answer("/tone.wav", _tone(tmp_path, "wav", 1000), content_type="audio/wav")
+    app.answer("/tone.mp3", _tone(tmp_path, "mp3", 1000), content_type="audio/mpeg")
+    app.twiml("/voice", "<Response><Play>/tone.wav</Play><Play>tone.mp3</Play><Hangup/></Response>")
+    for _ in range(2):
+        outcome = place_call(switchboard, tmp_path, MAIN, capture_audio=True)
+        assert outcome.sipp.returncode == 0, outcome.sipp.explain()
+        report = assert_g711_speech(outcome.audio, min_loud_windows=10,
+                                    what="played WAV + MP3 toward SIPp")
+        loud = [p for p in outcome.audio if any(b not in (0xFF, 0x7F, 0xD5, 0x55) for b in p.payload)]
+        assert 900 <= _dominant_hz(loud) <= 1100, f"tone not ~1 kHz; {report.summary()}"
+        # 1.5 s + 1.5 s of tone: about 150 non-silent packets.
+        assert 130 <= len(loud) <= 170, f"{len(loud)} tone packets; {report.summary()}"
+    # Cached by URL for the process: each file fetched once for the two calls.
+    assert len(app.requests("/tone.wav")) == 1
+    assert len(app.requests("/tone.mp3")) == 1
+    assert len(app.requests("/voice")) == 2
+
+
+def test_audio_response_is_played_then_hung_up(switchboard, app, account, tmp_path):
+    app.answer("/voice", _tone(tmp_path, "wav", 440, seconds=1.2), content_type="audio/wav")
+    outcome = place_call(switchboard, tmp_path, MAIN, capture_audio=True)
+    assert outcome.sipp.returncode == 0, outcome.sipp.explain()
+    loud = [p for p in outcome.audio if any(b not in (0xFF, 0x7F, 0xD5, 0x55) for b in p.payload)]
+    assert 390 <= _dominant_hz(loud) <= 490, "the app's audio body must be played"
+    assert_voice_webhook(app.wait_for("/voice", timeout=1), account, to=MAIN)

@@ -65,3 +65,34 @@ def test_media_process_killed_mid_call(make_switchboard, app, account, tmp_path)
     second_sid = app.wait_for("/voice", timeout=1).param("CallSid")
     assert second_sid != call_sid
     assert wait_call_status(client, second_sid, {"completed"}).status == "completed"
+
+
+def test_control_and_media_as_separate_processes(make_switchboard, app, account, tmp_path):
+    """`switchboard control` waits for a media plane; `switchboard media` attaches to it.
+    A call works; when that media process goes, another one attaches and calls work again."""
+    import subprocess
+    sb = make_switchboard(SwitchboardConfig(
+        accounts=[account], numbers=[Number(account, MAIN, app.url("/voice"))]),
+        name="control plane", mode="control")
+    app.twiml("/voice", GATHER_TWO_DIGITS)
+    app.twiml("/digits", SAY_OK_HANG_UP)
+    for round_ in ("first", "second"):
+        with open(tmp_path / f"media-{round_}.log", "wb") as log:
+            media = subprocess.Popen([str(sb.binary), "media", "--config", str(sb.config_path)],
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True)
+        try:
+            time.sleep(1.0)
+            assert media.poll() is None, (tmp_path / f"media-{round_}.log").read_text()
+            app.reset()
+            app.twiml("/voice", GATHER_TWO_DIGITS)
+            app.twiml("/digits", SAY_OK_HANG_UP)
+            outcome = place_call(sb, tmp_path / round_, MAIN, scenario="uac_gather_dtmf.xml",
+                                 capture_audio=True)
+            assert outcome.sipp.returncode == 0, outcome.sipp.explain()
+            assert app.wait_for("/digits", timeout=1).param("Digits") == "12"
+            assert_g711_speech(outcome.audio, what=f"prompt via the {round_} media process")
+        finally:
+            media.terminate()
+            media.wait(timeout=10)
+        assert sb.alive(), "the control plane must outlive its media process"

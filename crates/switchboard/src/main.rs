@@ -78,7 +78,7 @@ fn media_main(args: Args) -> Result<()> {
         Segment::open(&segment_path).ok()
     })
     .with_context(|| format!("no control plane segment at {}", segment_path.display()))?;
-    let (doorbells, attachment) = shmq::attach(&socket_path, &segment)
+    let (doorbells, attachment) = attach_with_retry(&socket_path, &segment)
         .with_context(|| format!("attaching to {}", socket_path.display()))?;
     tracing::info!(workers = segment.workers(), "media plane attached");
     media::run(
@@ -97,6 +97,28 @@ fn media_main(args: Args) -> Result<()> {
     .context("media plane failed")?;
     tracing::info!("control plane gone; media plane exiting");
     Ok(())
+}
+
+/// Attaches to the control plane. A media process started while the control plane is
+/// still cleaning up after the previous one can race its ring reset (epoch mismatch, or
+/// no listener yet): those are retried for a while.
+fn attach_with_retry(
+    socket: &Path,
+    segment: &Segment,
+) -> Result<(DoorbellSet, shmq::Attachment), shmq::ShmqError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match shmq::attach(socket, segment) {
+            Ok(attached) => return Ok(attached),
+            Err(e @ (shmq::ShmqError::EpochMismatch { .. } | shmq::ShmqError::Io(_)))
+                if std::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %e, "attach failed; retrying");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {

@@ -97,8 +97,9 @@ class Switchboard:
     READY_TIMEOUT_S = 60.0
 
     def __init__(self, binary: Path, workdir: Path, config: SwitchboardConfig,
-                 name: str = "switchboard") -> None:
+                 name: str = "switchboard", mode: str = "run") -> None:
         self.binary = binary
+        self.mode = mode  # "run" (control + media child) or "control" (control plane only)
         self.workdir = workdir
         self.config = config
         self.name = name
@@ -146,12 +147,12 @@ class Switchboard:
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")  # plain log text in failure reports
         log = open(self.log_path, "ab")
-        log.write(f"\n===== start #{self.starts + 1}: {self.binary} run --config "
+        log.write(f"\n===== start #{self.starts + 1}: {self.binary} {self.mode} --config "
                   f"{self.config_path} =====\n".encode())
         log.flush()
         self.starts += 1
         self.proc = subprocess.Popen(
-            [str(self.binary), "run", "--config", str(self.config_path)],
+            [str(self.binary), self.mode, "--config", str(self.config_path)],
             cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             env=env, start_new_session=True)
         log.close()
