@@ -124,20 +124,8 @@ async fn list_call_notifications(
     Path((account, call)): Path<(String, String)>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let paging = paging::Paging::from_query(&query)?;
-    let page = state
-        .store
-        .list_notifications(&account, Some(&call), paging.page, paging.page_size)
-        .await?;
-    let items = page.items.iter().map(json::notification).collect();
     let base = format!("/2010-04-01/Accounts/{account}/Calls/{call}/Notifications.json");
-    Ok(Json(paging.list(
-        "notifications",
-        items,
-        page.has_more,
-        &base,
-        &query,
-    )))
+    notifications_page(&state, &account, Some(&call), &base, &query).await
 }
 
 async fn list_notifications(
@@ -145,19 +133,30 @@ async fn list_notifications(
     Path(account): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let paging = paging::Paging::from_query(&query)?;
+    let base = format!("/2010-04-01/Accounts/{account}/Notifications.json");
+    notifications_page(&state, &account, None, &base, &query).await
+}
+
+/// One page of an account's notifications (optionally of one call) as a Twilio list.
+async fn notifications_page(
+    state: &ApiState,
+    account: &str,
+    call: Option<&str>,
+    base: &str,
+    query: &[(String, String)],
+) -> Result<Json<Value>, ApiError> {
+    let paging = paging::Paging::from_query(query)?;
     let page = state
         .store
-        .list_notifications(&account, None, paging.page, paging.page_size)
+        .list_notifications(account, call, paging.page, paging.page_size)
         .await?;
     let items = page.items.iter().map(json::notification).collect();
-    let base = format!("/2010-04-01/Accounts/{account}/Notifications.json");
     Ok(Json(paging.list(
         "notifications",
         items,
         page.has_more,
-        &base,
-        &query,
+        base,
+        query,
     )))
 }
 

@@ -386,14 +386,7 @@ impl Call {
                 self.session = SessionState::Failed;
                 self.closed_media = true;
                 if matches!(self.step, Step::AwaitingSession(_)) || self.answered {
-                    self.notify(
-                        13227,
-                        false,
-                        "No media resources for the call".into(),
-                        None,
-                        None,
-                    );
-                    self.end(CallStatus::Failed, Some(503));
+                    self.no_media_resources();
                 }
             }
             Input::PlayDone { play_id } | Input::PlayFailed { play_id } => {
@@ -646,7 +639,7 @@ impl Call {
                 }
             }
             other => {
-                let name = verb_name(&other);
+                let name = other.name();
                 self.notify(
                     13201,
                     true,
@@ -674,14 +667,7 @@ impl Call {
                 false
             }
             SessionState::Failed => {
-                self.notify(
-                    13227,
-                    false,
-                    "No media resources for the call".into(),
-                    None,
-                    None,
-                );
-                self.end(CallStatus::Failed, Some(503));
+                self.no_media_resources();
                 false
             }
         }
@@ -912,6 +898,18 @@ impl Call {
 
     // ----- ending -----------------------------------------------------------------------
 
+    /// The media plane could not give the call a session: fail it.
+    fn no_media_resources(&mut self) {
+        self.notify(
+            13227,
+            false,
+            "No media resources for the call".into(),
+            None,
+            None,
+        );
+        self.end(CallStatus::Failed, Some(503));
+    }
+
     /// Ends the call from our side: BYE when answered, a final response otherwise.
     fn hangup(&mut self) {
         if self.answered {
@@ -1050,23 +1048,6 @@ pub fn method_name(method: HttpMethod) -> &'static str {
     match method {
         HttpMethod::Get => "GET",
         HttpMethod::Post => "POST",
-    }
-}
-
-fn verb_name(verb: &Verb) -> &'static str {
-    match verb {
-        Verb::Say(_) => "Say",
-        Verb::Play(_) => "Play",
-        Verb::Pause(_) => "Pause",
-        Verb::Gather(_) => "Gather",
-        Verb::Redirect(_) => "Redirect",
-        Verb::Hangup => "Hangup",
-        Verb::Reject(_) => "Reject",
-        Verb::Dial(_) => "Dial",
-        Verb::Record(_) => "Record",
-        Verb::Enqueue(_) => "Enqueue",
-        Verb::Leave => "Leave",
-        Verb::Sms(_) => "Sms",
     }
 }
 
