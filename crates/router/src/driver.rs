@@ -155,10 +155,9 @@ impl CallRouter {
         run.carry_out(&mut call).await;
         while !run.finished {
             let input = if run.ended {
-                match tokio::time::timeout(LEG_LINGER, rx.recv()).await {
-                    Ok(input) => input,
-                    Err(_) => None,
-                }
+                tokio::time::timeout(LEG_LINGER, rx.recv())
+                    .await
+                    .unwrap_or_default()
             } else {
                 rx.recv().await
             };
