@@ -26,6 +26,14 @@ impl Paging {
         };
         let page_size = number("PageSize", DEFAULT_PAGE_SIZE)?.clamp(1, MAX_PAGE_SIZE);
         let page = number("Page", 0)?;
+        // Every index of the page (and the next page's number) must stay representable.
+        if page
+            .checked_mul(page_size)
+            .and_then(|start| start.checked_add(page_size))
+            .is_none()
+        {
+            return Err(ApiError::invalid_parameter("Page", "is too large"));
+        }
         Ok(Paging { page, page_size })
     }
 
@@ -103,6 +111,17 @@ mod tests {
             "/x/Calls.json?PageSize=2&Page=0&To=%2B1500"
         );
         assert_eq!(v.as_object().unwrap().len(), 9);
+    }
+
+    #[test]
+    fn huge_pages_are_an_error_not_an_overflow() {
+        for (page, size) in [("4294967295", "1000"), ("100000000", "50")] {
+            let q = vec![
+                ("Page".to_string(), page.to_string()),
+                ("PageSize".to_string(), size.to_string()),
+            ];
+            assert_eq!(Paging::from_query(&q).unwrap_err().code, 20001);
+        }
     }
 
     #[test]

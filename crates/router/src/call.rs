@@ -14,6 +14,9 @@ use twiml::{AppContent, GatherChild, HttpMethod, RejectReason, Verb};
 
 use crate::params::CallParams;
 
+/// Digits a `<Gather>` keeps (a flood of DTMF events cannot grow a call without bound).
+const MAX_GATHER_DIGITS: usize = 128;
+
 /// What Twilio says when an application fails and there is no fallback.
 pub const APPLICATION_ERROR_TEXT: &str = "An application error has occurred. Goodbye.";
 
@@ -383,11 +386,10 @@ impl Call {
                 }
             }
             Input::SessionFailed => {
+                // No media for the call: refuse it now rather than after the app answers.
                 self.session = SessionState::Failed;
                 self.closed_media = true;
-                if matches!(self.step, Step::AwaitingSession(_)) || self.answered {
-                    self.no_media_resources();
-                }
+                self.no_media_resources();
             }
             Input::PlayDone { play_id } | Input::PlayFailed { play_id } => {
                 if self.step == (Step::Playing { play_id }) {
@@ -398,7 +400,15 @@ impl Call {
             Input::Dtmf { digit } => self.on_digit(digit),
             Input::Timer(id) => self.on_timer(id),
             Input::Acked => {}
-            Input::RemoteHangup => self.on_leg_gone(CallStatus::Completed),
+            Input::RemoteHangup => {
+                // A BYE on the early dialog is the caller giving up before the answer.
+                let status = if self.answered {
+                    CallStatus::Completed
+                } else {
+                    CallStatus::Canceled
+                };
+                self.on_leg_gone(status);
+            }
             Input::Cancelled => self.on_leg_gone(CallStatus::Canceled),
             Input::LegTerminated => {
                 let status = if self.step == Step::Ending {
@@ -633,7 +643,7 @@ impl Call {
                 } else {
                     let (code, status) = match reject.reason {
                         RejectReason::Busy => (486, CallStatus::Busy),
-                        RejectReason::Rejected => (603, CallStatus::Busy),
+                        RejectReason::Rejected => (603, CallStatus::NoAnswer),
                     };
                     self.end(status, Some(code));
                 }
@@ -826,7 +836,7 @@ impl Call {
         let interrupt_prompts = !gather.prompts_done;
         let finish_key =
             !gather.spec.finish_on_key.is_empty() && gather.spec.finish_on_key.contains(digit);
-        if !finish_key {
+        if !finish_key && gather.digits.len() < MAX_GATHER_DIGITS {
             gather.digits.push(digit);
         }
         let complete = finish_key
@@ -911,11 +921,24 @@ impl Call {
     }
 
     /// Ends the call from our side: BYE when answered, a final response otherwise.
+    ///
+    /// Like Twilio, only a `<Reject>` avoids answering: a `<Hangup/>` (or the end of the
+    /// document) on an unanswered call answers it first, then hangs up.
     fn hangup(&mut self) {
+        if !self.answered {
+            match self.session {
+                SessionState::Open(port) => self.answer(port),
+                SessionState::Opening => {
+                    self.step = Step::AwaitingSession(Box::new(Action::Verb(Verb::Hangup)));
+                    return;
+                }
+                SessionState::Failed => {}
+            }
+        }
         if self.answered {
             self.end(CallStatus::Completed, None);
         } else {
-            self.end(CallStatus::Completed, Some(603));
+            self.end(CallStatus::Failed, Some(503));
         }
     }
 

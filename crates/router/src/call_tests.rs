@@ -518,3 +518,122 @@ fn cancel_before_answer_ends_as_canceled() {
     }));
     assert_eq!(out.last(), Some(&Output::Finished));
 }
+
+#[test]
+fn hangup_or_an_empty_document_answers_first_like_twilio() {
+    for doc in ["<Response/>", "<Response><Hangup/></Response>"] {
+        let (mut call, out) = started_with(doc, config(None, None));
+        let answer = out
+            .iter()
+            .position(|o| matches!(o, Output::Sip(SipAction::Answer { .. })))
+            .expect("answered");
+        let bye = out
+            .iter()
+            .position(|o| *o == Output::Sip(SipAction::Hangup))
+            .expect("BYE");
+        assert!(answer < bye);
+        assert!(out.contains(&Output::Status {
+            status: CallStatus::Completed,
+            answered: false
+        }));
+        call.handle(Input::LegTerminated);
+        assert!(call.is_finished());
+    }
+}
+
+#[test]
+fn hangup_waits_for_the_media_session_to_answer() {
+    let mut call = Call::new(config(None, None));
+    call.start();
+    let (id, _) = fetch_of(&drain(&mut call));
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: twiml(VOICE_URL, "<Response><Hangup/></Response>"),
+    });
+    assert!(!drain(&mut call).iter().any(|o| matches!(o, Output::Sip(_))));
+    call.handle(Input::SessionOpened { local_port: 20000 });
+    let out = drain(&mut call);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Sip(SipAction::Answer { .. }))));
+    assert!(out.contains(&Output::Sip(SipAction::Hangup)));
+}
+
+#[test]
+fn reject_statuses_follow_the_reason() {
+    for (reason, status) in [
+        ("busy", CallStatus::Busy),
+        ("rejected", CallStatus::NoAnswer),
+    ] {
+        let (_, out) = started_with(
+            &format!("<Response><Reject reason=\"{reason}\"/></Response>"),
+            config(None, None),
+        );
+        assert!(out.contains(&Output::Status {
+            status,
+            answered: false
+        }));
+    }
+}
+
+#[test]
+fn caller_bye_before_answer_is_canceled() {
+    let mut call = Call::new(config(None, None));
+    call.start();
+    let _ = drain(&mut call);
+    call.handle(Input::RemoteHangup);
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Canceled,
+        answered: false
+    }));
+}
+
+#[test]
+fn no_media_session_refuses_the_call_at_once() {
+    let mut call = Call::new(config(None, None));
+    call.start();
+    let _ = drain(&mut call);
+    // The webhook is still in flight: the call does not wait for it.
+    call.handle(Input::SessionFailed);
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Reject { status: 503 })));
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Failed,
+        answered: false
+    }));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Media(Command::CloseSession { .. }))),
+        "a session that never opened is not closed"
+    );
+}
+
+#[test]
+fn a_dtmf_flood_keeps_a_bounded_digit_string() {
+    let (mut call, _) = started_with(
+        r#"<Response><Gather finishOnKey=""></Gather></Response>"#,
+        config(None, None),
+    );
+    for _ in 0..10_000 {
+        call.handle(Input::Dtmf { digit: '5' });
+        let _ = drain(&mut call);
+    }
+    let timer = {
+        call.handle(Input::Dtmf { digit: '5' });
+        drain(&mut call)
+            .iter()
+            .find_map(|o| match o {
+                Output::SetTimer { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("timer")
+    };
+    call.handle(Input::Timer(timer));
+    let out = drain(&mut call);
+    let (_, request) = fetch_of(&out);
+    assert_eq!(
+        param(&request, "Digits").map(str::len),
+        Some(MAX_GATHER_DIGITS)
+    );
+}

@@ -20,7 +20,7 @@ use crate::call::{
     AppRequest, AppResult, Call, CallConfig, Input, MediaSetup, MediaSource, NotificationInfo,
     Output, SipAction,
 };
-use crate::media_plane::MediaPlane;
+use crate::media_plane::{MediaPlane, MediaPlaneError};
 use crate::params::CallParams;
 
 /// How long a finished call waits for its SIP leg to wind down before the task exits.
@@ -150,6 +150,7 @@ impl CallRouter {
             answered_at: None,
             finished: false,
             ended: false,
+            callbacks_sent: 0,
         };
         call.start();
         run.carry_out(&mut call).await;
@@ -264,6 +265,8 @@ struct CallRun<'a> {
     finished: bool,
     /// The call reached a final status (the leg may still be winding down).
     ended: bool,
+    /// Status callbacks sent so far (Twilio's `SequenceNumber`).
+    callbacks_sent: u32,
 }
 
 impl CallRun<'_> {
@@ -321,7 +324,7 @@ impl CallRun<'_> {
                 });
             }
             Output::Media(command) => {
-                if let Err(e) = inner.media.send(&command) {
+                if let Err(e) = send_media(&inner.media, &command).await {
                     tracing::warn!(call = %self.call_sid, error = %e, "media command not delivered");
                     if !matches!(command, shmq::Command::CloseSession { .. }) {
                         let _ = self.tx.send(Input::MediaLost);
@@ -369,8 +372,14 @@ impl CallRun<'_> {
                     .push(("CallDuration".into(), duration.to_string()));
                 request.params.push((
                     "Timestamp".into(),
-                    httpdate::fmt_http_date(SystemTime::now()),
+                    chrono::Utc::now()
+                        .format("%a, %d %b %Y %H:%M:%S +0000")
+                        .to_string(),
                 ));
+                request
+                    .params
+                    .push(("SequenceNumber".into(), self.callbacks_sent.to_string()));
+                self.callbacks_sent += 1;
                 let token = self.router.auth_token(&self.account_sid).await;
                 let client = inner.webhook.clone();
                 tokio::spawn(async move {
@@ -380,6 +389,21 @@ impl CallRun<'_> {
                 });
             }
             Output::Finished => self.finished = true,
+        }
+    }
+}
+
+/// Pushes a media command; a momentarily full ring is retried for up to ~200 ms (the
+/// worker drains it every pass) before the command counts as undeliverable.
+async fn send_media(media: &MediaPlane, command: &shmq::Command) -> Result<(), MediaPlaneError> {
+    let mut attempts = 0;
+    loop {
+        match media.send(command) {
+            Err(MediaPlaneError::RingFull(_)) if attempts < 200 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            result => return result,
         }
     }
 }

@@ -113,12 +113,17 @@ impl MediaPlane {
         Ok(())
     }
 
-    /// The media process is gone: stop the readers, end every session's call.
-    /// The caller resets the segment before the next process attaches.
-    pub fn lost(&self) {
-        if let Some(attached) = lock(&self.inner.attachment).take() {
-            for reader in attached.readers {
+    /// The media process is gone: stop the readers (and wait until they have stopped, so
+    /// none can touch the rings again), end every session's call. The caller resets the
+    /// segment before the next process attaches.
+    pub async fn lost(&self) {
+        let attached = lock(&self.inner.attachment).take();
+        if let Some(attached) = attached {
+            for reader in &attached.readers {
                 reader.abort();
+            }
+            for reader in attached.readers {
+                let _ = reader.await;
             }
         }
         let sessions: Vec<_> = lock(&self.inner.sessions).drain().collect();

@@ -143,6 +143,12 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         self.rtp_port_range()?;
+        if self.sip.listen.ip().is_unspecified() && self.media.rtp_ip.is_none() {
+            bail!(
+                "[sip] listen is {}: set [media] rtp_ip to the address callers reach for RTP",
+                self.sip.listen
+            );
+        }
         if self.media.cores.is_empty() {
             bail!("[media] cores must name at least one core");
         }
@@ -285,5 +291,7 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("32 hex"));
         assert!(toml::from_str::<Config>("[sip]\nlisten = \"nope\"").is_err());
         assert!(toml::from_str::<Config>("[sipp]\nx = 1").is_err());
+        let c: Config = toml::from_str("[sip]\nlisten = \"0.0.0.0:5060\"").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("rtp_ip"));
     }
 }

@@ -142,7 +142,10 @@ fn control_main(args: Args, supervise_media: bool) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(control(config, args, supervise_media))
+    let result = runtime.block_on(control(config, args, supervise_media));
+    // Don't wait for blocking tasks (an attach in progress) or lingering calls.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()> {
@@ -225,8 +228,8 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         spawn_child: supervise_media,
     };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = supervisor.run() => result,
+    let result = tokio::select! {
+        _ = supervisor.run() => Ok(()),
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted; shutting down");
             Ok(())
@@ -235,7 +238,10 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
             tracing::info!("terminated; shutting down");
             Ok(())
         }
-    }
+    };
+    let _ = std::fs::remove_file(&segment_path);
+    let _ = std::fs::remove_file(&socket_path);
+    result
 }
 
 fn numbers_summary(config: &Config) -> String {
@@ -337,42 +343,16 @@ struct MediaSupervisor {
 }
 
 impl MediaSupervisor {
-    async fn run(self) -> Result<()> {
+    /// Never returns: every failure (spawn, attach, eventfds) is logged and retried with
+    /// backoff, so the control plane and its calls outlive any media trouble.
+    async fn run(self) {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = std::time::Instant::now();
-            let mut child = if self.spawn_child {
-                Some(self.spawn()?)
-            } else {
-                None
-            };
-            let doorbells = DoorbellSet::new(self.segment.workers())?;
-            let listener = self.listener.clone();
-            let segment = self.segment.clone();
-            let timeout = if self.spawn_child {
-                Duration::from_secs(20)
-            } else {
-                Duration::from_secs(3600)
-            };
-            let (attached, doorbells) = tokio::task::spawn_blocking(move || {
-                let result = listener.accept(&segment, &doorbells, timeout);
-                (result, doorbells)
-            })
-            .await?;
-            match attached {
-                Ok(attachment) => {
-                    self.media.attached(doorbells)?;
-                    tracing::info!("media plane attached");
-                    self.wait_until_gone(&attachment, child.as_mut()).await;
-                    tracing::error!("media plane gone; ending its calls");
-                }
-                Err(e) => tracing::error!(error = %e, "media process did not attach"),
+            if let Err(e) = self.one_media_process().await {
+                tracing::error!(error = %e, "media plane unavailable");
             }
-            self.media.lost();
-            if let Some(mut child) = child {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-            }
+            self.media.lost().await;
             self.segment.reset();
             if started.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(100);
@@ -381,6 +361,48 @@ impl MediaSupervisor {
             }
             tokio::time::sleep(backoff).await;
         }
+    }
+
+    /// Starts (in `run` mode) and attaches one media process, and waits until it is gone.
+    async fn one_media_process(&self) -> Result<()> {
+        let mut child = if self.spawn_child {
+            Some(self.spawn()?)
+        } else {
+            None
+        };
+        let result = self.attach_and_wait(child.as_mut()).await;
+        if let Some(mut child) = child {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        result
+    }
+
+    async fn attach_and_wait(&self, child: Option<&mut tokio::process::Child>) -> Result<()> {
+        let doorbells = DoorbellSet::new(self.segment.workers())?;
+        let listener = self.listener.clone();
+        let segment = self.segment.clone();
+        // Short slices so shutdown never waits long on a blocking accept.
+        let timeout = if self.spawn_child {
+            Duration::from_secs(20)
+        } else {
+            Duration::from_secs(2)
+        };
+        let (attached, doorbells) = tokio::task::spawn_blocking(move || {
+            let result = listener.accept(&segment, &doorbells, timeout);
+            (result, doorbells)
+        })
+        .await?;
+        let attachment = match attached {
+            Ok(attachment) => attachment,
+            Err(shmq::ShmqError::Timeout) if !self.spawn_child => return Ok(()),
+            Err(e) => return Err(e).context("media process did not attach"),
+        };
+        self.media.attached(doorbells)?;
+        tracing::info!("media plane attached");
+        self.wait_until_gone(&attachment, child).await;
+        tracing::error!("media plane gone; ending its calls");
+        Ok(())
     }
 
     fn spawn(&self) -> Result<tokio::process::Child> {
