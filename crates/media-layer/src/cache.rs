@@ -21,7 +21,7 @@ use crate::decode::{decode_to_ulaw, TELEPHONY_RATE};
 use crate::{fetch, tts, voice, MediaError};
 
 /// Where and how the cache prepares media.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CacheConfig {
     /// The cache directory (created if missing); media workers map files from here.
     pub dir: PathBuf,
@@ -31,6 +31,8 @@ pub struct CacheConfig {
     pub http_timeout: Duration,
     /// How many TTS processes may run at once (0 is treated as 1).
     pub max_concurrent_tts: usize,
+    /// Certificate authorities trusted for https:// media besides the system's roots.
+    pub extra_root_certificates: Vec<reqwest::Certificate>,
 }
 
 impl CacheConfig {
@@ -42,6 +44,7 @@ impl CacheConfig {
             tts_program: PathBuf::from("espeak-ng"),
             http_timeout: Duration::from_secs(10),
             max_concurrent_tts: 2,
+            extra_root_certificates: Vec::new(),
         }
     }
 }
@@ -93,7 +96,10 @@ impl MediaCache {
             path: cfg.dir.clone(),
             source,
         })?;
+        // rustls with the ring provider (idempotent; every HTTPS client needs one).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
+            .tls_certs_merge(cfg.extra_root_certificates.clone())
             .timeout(cfg.http_timeout)
             .build()
             .map_err(|e| MediaError::Internal(format!("HTTP client: {e}")))?;

@@ -88,11 +88,17 @@ impl Default for StorageSection {
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookSection {
     pub timeout_ms: u64,
+    /// PEM bundle of certificate authorities trusted for https:// apps and media, besides
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for WebhookSection {
     fn default() -> Self {
-        WebhookSection { timeout_ms: 15_000 }
+        WebhookSection {
+            timeout_ms: 15_000,
+            ca_file: None,
+        }
     }
 }
 
@@ -208,6 +214,20 @@ impl Config {
                 ip
             }
         })
+    }
+
+    /// The extra certificate authorities of `[webhook] ca_file`.
+    pub fn extra_root_certificates(&self) -> Result<Vec<reqwest::Certificate>> {
+        let Some(path) = &self.webhook.ca_file else {
+            return Ok(Vec::new());
+        };
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{}: not a PEM certificate bundle", path.display()))?;
+        if certs.is_empty() {
+            bail!("{}: no certificates in the file", path.display());
+        }
+        Ok(certs)
     }
 
     pub fn cache_dir(&self) -> PathBuf {

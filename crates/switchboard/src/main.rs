@@ -174,10 +174,15 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
     let listener = AttachListener::bind(&socket_path)
         .with_context(|| format!("binding {}", socket_path.display()))?;
 
-    let cache = media_layer::MediaCache::new(media_layer::CacheConfig::new(config.cache_dir()))
-        .context("opening the media cache")?;
+    let extra_roots = config.extra_root_certificates()?;
+    let cache = media_layer::MediaCache::new(media_layer::CacheConfig {
+        extra_root_certificates: extra_roots.clone(),
+        ..media_layer::CacheConfig::new(config.cache_dir())
+    })
+    .context("opening the media cache")?;
     let webhook = webhook::WebhookClient::new(webhook::WebhookConfig {
         timeout: Duration::from_millis(config.webhook.timeout_ms),
+        extra_root_certificates: extra_roots,
         ..webhook::WebhookConfig::default()
     })
     .context("creating the HTTP client")?;

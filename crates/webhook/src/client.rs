@@ -18,7 +18,7 @@ const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
 /// Settings shared by every request of a [`WebhookClient`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WebhookConfig {
     /// Deadline for a whole fetch (all redirects, body included). Default 15 s.
     pub timeout: Duration,
@@ -26,6 +26,9 @@ pub struct WebhookConfig {
     pub user_agent: String,
     /// Redirects followed before giving up with 11215. Default 10.
     pub max_redirects: usize,
+    /// Certificate authorities trusted for https:// apps besides the system's roots
+    /// (a private CA in front of internal apps).
+    pub extra_root_certificates: Vec<reqwest::Certificate>,
 }
 
 impl Default for WebhookConfig {
@@ -34,6 +37,7 @@ impl Default for WebhookConfig {
             timeout: Duration::from_secs(15),
             user_agent: "TwilioProxy/1.1".into(),
             max_redirects: 10,
+            extra_root_certificates: Vec::new(),
         }
     }
 }
@@ -72,7 +76,9 @@ impl WebhookClient {
     /// Builds the client. Redirects are handled here (to re-sign each hop),
     /// not by reqwest.
     pub fn new(cfg: WebhookConfig) -> Result<Self, WebhookError> {
+        crate::install_tls_provider();
         let http = reqwest::Client::builder()
+            .tls_certs_merge(cfg.extra_root_certificates)
             .user_agent(cfg.user_agent)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(cfg.timeout)

@@ -20,3 +20,9 @@ pub use error::{
 };
 pub use fetch::{Method, WebhookRequest};
 pub use signing::{body_sha256_url, signature, verify_signature};
+
+/// Makes rustls use the ring crypto provider (idempotent). Every HTTPS client of the
+/// process needs a provider installed before it is built.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -7,6 +7,7 @@ SDK's RequestValidator over the exact URL the app was requested with."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -79,7 +80,9 @@ class TestApp:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self) -> None:
+    def __init__(self, tls: "ssl.SSLContext | None" = None) -> None:
+        """`tls`: serve https with this server context instead of plain http."""
+        self.scheme = "https" if tls is not None else "http"
         self._state = _State()
         self._defaults: dict[str, Route] = {}
         self._cond = threading.Condition()
@@ -103,7 +106,7 @@ class TestApp:
                 request = RecordedRequest(
                     method=self.command,
                     path=split.path,
-                    url=f"http://{host}{self.path}",
+                    url=f"{app.scheme}://{host}{self.path}",
                     headers={k.lower(): v for k, v in self.headers.items()},
                     query=parse_qs(split.query, keep_blank_values=True),
                     form=form,
@@ -128,6 +131,8 @@ class TestApp:
             do_POST = _handle
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -143,7 +148,7 @@ class TestApp:
 
     # configuration
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def answer(self, path: str, body: str | bytes, content_type: str = "text/xml",
                status: int = 200, delay_s: float = 0.0) -> None:

@@ -59,6 +59,7 @@ class SwitchboardConfig:
     rtp_ports: tuple[int, int] = field(default_factory=lambda: ports.free_port_range(400))
     cores: list[int] = field(default_factory=lambda: [max(os.sched_getaffinity(0))])
     webhook_timeout_ms: int = 5000
+    webhook_ca_file: str | None = None
 
     def render(self, data_dir: Path) -> str:
         lines = [
@@ -67,8 +68,11 @@ class SwitchboardConfig:
             "[media]", f"rtp_ports = {_toml_str(f'{self.rtp_ports[0]}-{self.rtp_ports[1]}')}",
             f"cores = [{', '.join(map(str, self.cores))}]", "",
             "[storage]", f"data_dir = {_toml_str(str(data_dir))}", "",
-            "[webhook]", f"timeout_ms = {self.webhook_timeout_ms}", "",
+            "[webhook]", f"timeout_ms = {self.webhook_timeout_ms}",
         ]
+        if self.webhook_ca_file:
+            lines.append(f"ca_file = {_toml_str(self.webhook_ca_file)}")
+        lines.append("")
         for account in self.accounts:
             lines += ["[[accounts]]", f"sid = {_toml_str(account.sid)}",
                       f"auth_token = {_toml_str(account.auth_token)}", ""]
