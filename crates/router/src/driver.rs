@@ -109,6 +109,10 @@ impl CallRouter {
                 SipEvent::Cancelled { leg } => (leg, Input::Cancelled),
                 SipEvent::RemoteHangup { leg } => (leg, Input::RemoteHangup),
                 SipEvent::Terminated { leg, .. } => (leg, Input::LegTerminated),
+                // Outbound legs are not placed by the router yet.
+                SipEvent::Progress { .. } | SipEvent::Answered { .. } | SipEvent::Failed { .. } => {
+                    continue
+                }
             };
             if let Some(call) = lock(&self.inner.legs).get(&leg) {
                 let _ = call.send(input);

@@ -2,8 +2,10 @@
 //!
 //! - [`message`]: parsing and serializing SIP messages.
 //! - [`endpoint`]: the pure protocol core — transactions, dialogs and call
-//!   legs of a UAS that answers calls — fed datagrams, times and app actions,
-//!   producing datagrams to send, events and its next deadline.
+//!   legs, both inbound (a UAS that answers calls) and outbound (a UAC that
+//!   places them through trunks, with Digest authentication) — fed
+//!   datagrams, times and app actions, producing datagrams to send, events
+//!   and its next deadline.
 //! - [`transport`]: the thin tokio UDP driver that owns a socket and one
 //!   [`endpoint::Endpoint`].
 

@@ -1,9 +1,14 @@
 //! The thin tokio driver: one task owns a UDP socket and an [`Endpoint`],
-//! feeding it datagrams, timeouts and application actions, and flushing its
-//! transmits and events. All protocol behaviour lives in the endpoint.
+//! feeding it datagrams, timeouts and application actions (inbound call
+//! decisions, outbound [`SipHandle::invite`] / [`SipHandle::cancel`]), and
+//! flushing its transmits and events. All protocol behaviour lives in the
+//! endpoint; the driver only picks the local address outbound calls
+//! advertise when the socket is bound to an unspecified address.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -11,7 +16,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::endpoint::{Endpoint, EndpointConfig, LegId, SipEvent};
+use crate::endpoint::{
+    Endpoint, EndpointConfig, EndpointError, LegId, OutgoingCall, SipEvent, TerminationReason,
+};
 
 /// Receive buffer asked of the kernel: load tests burst thousands of calls/s.
 const RECEIVE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
@@ -28,6 +35,8 @@ enum Action {
     Answer(LegId, Vec<u8>),
     Reject(LegId, u16),
     Hangup(LegId),
+    Invite(LegId, Box<OutgoingCall>),
+    Cancel(LegId),
 }
 
 /// Cloneable handle to the SIP task. When every handle is dropped the task
@@ -36,6 +45,8 @@ enum Action {
 pub struct SipHandle {
     actions: mpsc::UnboundedSender<Action>,
     local_addr: SocketAddr,
+    /// Shared with the endpoint, which allocates inbound legs from it too.
+    leg_ids: Arc<AtomicU64>,
 }
 
 impl SipHandle {
@@ -54,9 +65,24 @@ impl SipHandle {
         self.send(Action::Reject(leg, status));
     }
 
-    /// Sends BYE on an answered leg.
+    /// Sends BYE on an answered leg (cancels an outbound one still ringing).
     pub fn hangup(&self, leg: LegId) {
         self.send(Action::Hangup(leg));
+    }
+
+    /// Places an outbound call and returns its leg at once; what happens
+    /// next arrives as `Progress` / `Answered` / `Failed` / `Terminated`
+    /// events. A call the endpoint refuses to place ends with
+    /// `Failed { status: 400 }` (invalid input) or `503` (leg limit).
+    pub fn invite(&self, call: OutgoingCall) -> LegId {
+        let leg = LegId(self.leg_ids.fetch_add(1, Ordering::Relaxed));
+        self.send(Action::Invite(leg, Box::new(call)));
+        leg
+    }
+
+    /// Cancels an outbound call that has no final response yet.
+    pub fn cancel(&self, leg: LegId) {
+        self.send(Action::Cancel(leg));
     }
 
     /// The address the socket is bound to.
@@ -81,6 +107,7 @@ pub async fn spawn_udp(
     let socket = bind_udp(bind)?;
     let local_addr = socket.local_addr()?;
     let endpoint = Endpoint::new(EndpointConfig::new(local_addr, user_agent));
+    let leg_ids = endpoint.leg_ids();
     let (action_tx, action_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     info!(%local_addr, "SIP UDP transport listening");
@@ -89,6 +116,7 @@ pub async fn spawn_udp(
         SipHandle {
             actions: action_tx,
             local_addr,
+            leg_ids,
         },
         event_rx,
     ))
@@ -180,7 +208,7 @@ async fn run(
                     info!("all SIP handles dropped: stopping the UDP transport");
                     return;
                 };
-                apply(&mut endpoint, action);
+                apply(&mut endpoint, action, &events);
             }
             () = sleep => {}
         }
@@ -191,9 +219,30 @@ async fn run(
     }
 }
 
-fn apply(endpoint: &mut Endpoint, action: Action) {
+fn apply(endpoint: &mut Endpoint, action: Action, events: &mpsc::UnboundedSender<SipEvent>) {
     let now = Instant::now();
     let (leg, result) = match action {
+        Action::Invite(leg, call) => {
+            let call = *call;
+            let result = match outbound_local_host(endpoint.config().local_addr, call.destination) {
+                Some(host) => endpoint.invite_with_local_host(now, leg, call, host),
+                None => endpoint.invite(now, leg, call),
+            };
+            if let Err(error) = result {
+                warn!(%leg, %error, "outbound call refused");
+                let status = match error {
+                    EndpointError::TooManyLegs => 503,
+                    _ => 400,
+                };
+                let _ = events.send(SipEvent::Failed { leg, status });
+                let _ = events.send(SipEvent::Terminated {
+                    leg,
+                    reason: TerminationReason::Failed { status },
+                });
+            }
+            return;
+        }
+        Action::Cancel(leg) => (leg, endpoint.cancel(now, leg)),
         Action::Ringing(leg) => (leg, endpoint.ringing(now, leg)),
         Action::Answer(leg, sdp) => (leg, endpoint.answer(now, leg, sdp)),
         Action::Reject(leg, status) => (leg, endpoint.reject(now, leg, status)),
@@ -202,6 +251,19 @@ fn apply(endpoint: &mut Endpoint, action: Action) {
     if let Err(error) = result {
         debug!(%leg, %error, "SIP action refused");
     }
+}
+
+/// When bound to an unspecified address, the local address the kernel
+/// would use towards `destination` (a connected UDP socket sends nothing),
+/// so Via and Contact carry a reachable host.
+fn outbound_local_host(local: SocketAddr, destination: SocketAddr) -> Option<String> {
+    if !local.ip().is_unspecified() {
+        return None;
+    }
+    let probe = StdUdpSocket::bind(SocketAddr::new(local.ip(), 0)).ok()?;
+    probe.connect(destination).ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    Some(SocketAddr::new(ip, local.port()).to_string())
 }
 
 async fn flush(

@@ -79,6 +79,7 @@ async fn sipp_uac_completes_five_calls() {
                 SipEvent::RemoteHangup { .. } => counts.remote_hangups += 1,
                 SipEvent::Terminated { .. } => counts.terminated += 1,
                 SipEvent::Cancelled { .. } => panic!("SIPp's uac scenario does not cancel"),
+                other => panic!("no outbound calls here: {other:?}"),
             }
         }
         counts

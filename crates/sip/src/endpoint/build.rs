@@ -1,6 +1,6 @@
 //! Building the messages the endpoint sends: responses that copy the
 //! request's Via/Record-Route/From/To/Call-ID/CSeq (RFC 3261 §8.2.6), and
-//! in-dialog requests (BYE) from a leg's dialog state (§12.2.1.1).
+//! in-dialog requests (BYE, ACK for 2xx) from a leg's dialog state (§12.2.1.1).
 
 use std::net::SocketAddr;
 
@@ -109,9 +109,21 @@ fn stamped_vias(headers: &Headers, source: SocketAddr) -> Vec<String> {
 
 /// A BYE inside the leg's dialog; returns the bytes and the next hop.
 pub(crate) fn bye_request(leg: &Leg, branch: &str, user_agent: &str) -> (Vec<u8>, SocketAddr) {
+    in_dialog_request(leg, "BYE", leg.local_cseq, branch, user_agent)
+}
+
+/// A body-less request inside the leg's dialog (BYE, or the ACK for a 2xx
+/// to our INVITE); returns the bytes and the next hop.
+pub(crate) fn in_dialog_request(
+    leg: &Leg,
+    method: &str,
+    cseq: u32,
+    branch: &str,
+    user_agent: &str,
+) -> (Vec<u8>, SocketAddr) {
     let (request_uri, routes, destination) = leg.in_dialog_target();
     let mut text = format!(
-        "BYE {request_uri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch};rport\r\n\
+        "{method} {request_uri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch};rport\r\n\
          Max-Forwards: 70\r\n",
         leg.local_host
     );
@@ -121,8 +133,8 @@ pub(crate) fn bye_request(leg: &Leg, branch: &str, user_agent: &str) -> (Vec<u8>
         text.push_str("\r\n");
     }
     text.push_str(&format!(
-        "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\n",
-        leg.local_party, leg.remote_party, leg.call_id, leg.local_cseq
+        "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n",
+        leg.local_party, leg.remote_party, leg.call_id
     ));
     if !user_agent.is_empty() {
         text.push_str(&format!("User-Agent: {user_agent}\r\n"));

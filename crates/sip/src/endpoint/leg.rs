@@ -1,10 +1,12 @@
-//! One call leg: the INVITE server transaction, the dialog it creates, the
+//! One call leg: the INVITE server transaction (inbound) or the INVITE
+//! client transaction state (outbound, see `uac`), the dialog it creates, the
 //! BYE client transaction that ends it, and the retransmission schedules of
 //! each (RFC 3261 §13.3.1.4, §17.1.2.2, §17.2.1; RFC 6026 "Accepted").
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::uac::{OutgoingInvite, UacAck};
 use super::{LegId, TerminationReason};
 use crate::message::Uri;
 
@@ -88,6 +90,9 @@ pub(crate) enum LegState {
     },
     /// Our BYE is in flight.
     ByeSent { transaction: ClientTransaction },
+    /// Outbound call: our INVITE client transaction is running (RFC 3261
+    /// §17.1.1), possibly with a CANCEL in flight.
+    Calling(Box<OutgoingInvite>),
     /// Over; kept briefly so late retransmissions are absorbed, not treated
     /// as new calls.
     Lingering { until: Instant },
@@ -97,6 +102,7 @@ impl LegState {
     pub fn name(&self) -> &'static str {
         match self {
             LegState::Proceeding => "proceeding",
+            LegState::Calling(_) => "calling",
             LegState::Accepted { .. } => "accepted",
             LegState::Confirmed { .. } => "confirmed",
             LegState::Completed { .. } => "completed",
@@ -151,6 +157,12 @@ pub(crate) struct Leg {
     pub last_response: Vec<u8>,
     pub state: LegState,
     pub terminated_emitted: bool,
+    /// Outbound legs: the ACKs we sent for final responses to our INVITEs,
+    /// resent when those responses are retransmitted.
+    pub uac_acks: Vec<UacAck>,
+    /// Outbound legs: branches of our INVITEs (mapped to this leg in the
+    /// endpoint's client transactions until the leg is removed).
+    pub client_branches: Vec<String>,
     /// The deadline currently queued in the endpoint's timer heap.
     pub scheduled: Option<Instant>,
 }
@@ -164,6 +176,7 @@ impl Leg {
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.state {
             LegState::Proceeding => None,
+            LegState::Calling(invite) => invite.next_deadline(),
             LegState::Accepted { retransmit, .. } | LegState::Completed { retransmit, .. } => {
                 Some(retransmit.deadline())
             }

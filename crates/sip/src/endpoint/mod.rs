@@ -1,28 +1,37 @@
-//! The sans-IO SIP endpoint: a UAS that answers calls.
+//! The sans-IO SIP endpoint: answers inbound calls (UAS legs) and places
+//! outbound ones (UAC legs, see the `uac` module).
 //!
 //! [`Endpoint`] owns every transaction and dialog. Its inputs are datagrams
 //! ([`Endpoint::handle_datagram`]), the passage of time
 //! ([`Endpoint::handle_timeout`]) and the application's decisions
 //! ([`Endpoint::ringing`], [`Endpoint::answer`], [`Endpoint::reject`],
-//! [`Endpoint::hangup`]); its outputs are datagrams ([`Endpoint::poll_transmit`]),
-//! [`SipEvent`]s ([`Endpoint::poll_event`]) and the next deadline
+//! [`Endpoint::hangup`], [`Endpoint::invite`], [`Endpoint::cancel`]); its
+//! outputs are datagrams ([`Endpoint::poll_transmit`]), [`SipEvent`]s
+//! ([`Endpoint::poll_event`]) and the next deadline
 //! ([`Endpoint::poll_timeout`]). It never blocks, reads a clock or touches a
 //! socket, so it is tested by feeding it bytes and instants.
 //!
 //! Server transactions follow RFC 3261 §17.2 over UDP (with RFC 6026's
 //! "Accepted" state for 2xx), dialogs §12, CANCEL §9.2, BYE §15. Client
-//! transactions are keyed by branch in `client_transactions`, so a UAC INVITE
-//! client transaction can be added beside the BYE one.
+//! transactions (our BYEs, and the INVITE and CANCEL of outbound legs) are
+//! keyed by branch in `client_transactions`. Leg ids come from a counter
+//! shared with the transport ([`Endpoint::leg_ids`]).
 
 mod build;
+mod digest;
 mod leg;
 #[cfg(test)]
 mod tests;
+mod uac;
+#[cfg(test)]
+mod uac_tests;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -36,6 +45,7 @@ use build::{bye_request, ALLOW};
 use leg::{
     ClientTransaction, Leg, LegState, ReinviteAnswer, ResponseContext, Retransmit, RetransmitAction,
 };
+pub use uac::{DigestCredentials, OutgoingCall};
 
 /// Default cap on tracked legs (including briefly lingering ones).
 pub const DEFAULT_MAX_LEGS: usize = 100_000;
@@ -131,6 +141,9 @@ pub enum TerminationReason {
     Rejected { status: u16 },
     /// Our 2xx was never acknowledged; the endpoint sent BYE itself.
     AckTimeout,
+    /// Our outbound call was not answered: this final status (408 on
+    /// timeout, 487 when cancelled).
+    Failed { status: u16 },
 }
 
 /// What the endpoint tells the application.
@@ -151,6 +164,25 @@ pub enum SipEvent {
     RemoteHangup {
         leg: LegId,
     },
+    /// Outbound call: a provisional response (180, 183, …; once per status
+    /// change), with its early-media SDP if it had a body.
+    Progress {
+        leg: LegId,
+        status: u16,
+        sdp: Option<Vec<u8>>,
+    },
+    /// Outbound call answered (2xx); the endpoint has sent the ACK.
+    Answered {
+        leg: LegId,
+        sdp: Option<Vec<u8>>,
+    },
+    /// Outbound call ended without an answer: the final non-2xx status
+    /// (after one Digest retry on 401/407), 408 when the INVITE timed out,
+    /// 487 after [`Endpoint::cancel`]. `Terminated` follows.
+    Failed {
+        leg: LegId,
+        status: u16,
+    },
     /// The leg is gone for good. Emitted exactly once per leg, last.
     Terminated {
         leg: LegId,
@@ -167,6 +199,12 @@ pub enum EndpointError {
     InvalidState { leg: LegId, state: &'static str },
     #[error("{0} is not a valid final non-2xx status")]
     InvalidStatus(u16),
+    #[error("{0} is already in use")]
+    LegInUse(LegId),
+    #[error("too many legs")]
+    TooManyLegs,
+    #[error("invalid outgoing call: {0}")]
+    InvalidRequest(String),
 }
 
 /// Transaction identity (RFC 3261 §17.2.3, with the RFC 2543 fallback).
@@ -308,6 +346,9 @@ enum TimerOutcome {
     Send(SocketAddr, Vec<u8>),
     AckTimedOut,
     Terminate(TerminationReason),
+    /// An outbound INVITE ended without a final response (timer B, or no
+    /// answer to our CANCEL): fail the leg with this status.
+    Fail(u16),
     Remove,
 }
 
@@ -325,7 +366,9 @@ pub struct Endpoint {
     timers: BinaryHeap<Reverse<(Instant, LegId)>>,
     out: Outputs,
     ids: IdGenerator,
-    next_leg: u64,
+    /// Leg ids, shared with the transport so ids it allocates for outbound
+    /// calls never collide with inbound ones.
+    leg_ids: Arc<AtomicU64>,
 }
 
 impl Endpoint {
@@ -342,7 +385,7 @@ impl Endpoint {
             ids: IdGenerator {
                 rng: StdRng::from_os_rng(),
             },
-            next_leg: 1,
+            leg_ids: Arc::new(AtomicU64::new(1)),
         }
     }
 
@@ -463,14 +506,18 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Ends an answered call with BYE. On a 2xx not yet acknowledged the BYE
-    /// waits for the ACK (RFC 3261 §15). Unanswered legs must use
-    /// [`Endpoint::reject`].
+    /// Ends an answered call (inbound or outbound) with BYE. On a 2xx not
+    /// yet acknowledged the BYE waits for the ACK (RFC 3261 §15). Unanswered
+    /// inbound legs must use [`Endpoint::reject`]; an unanswered outbound
+    /// leg is cancelled ([`Endpoint::cancel`]).
     pub fn hangup(&mut self, now: Instant, leg: LegId) -> Result<(), EndpointError> {
         let call = self
             .legs
             .get_mut(&leg)
             .ok_or(EndpointError::UnknownLeg(leg))?;
+        if matches!(call.state, LegState::Calling(_)) {
+            return self.cancel(now, leg);
+        }
         let terminated = call.terminated_emitted;
         match &mut call.state {
             LegState::Confirmed { .. } => {}
@@ -662,8 +709,7 @@ impl Endpoint {
         ) else {
             return;
         };
-        let id = LegId(self.next_leg);
-        self.next_leg += 1;
+        let id = self.allocate_leg_id();
         let local_tag = self.ids.tag();
         let invite_context = ResponseContext::from_request(request, source);
         let trying = invite_context.build(100, None, &self.config.user_agent, &[], b"");
@@ -698,6 +744,8 @@ impl Endpoint {
             last_response: trying,
             state: LegState::Proceeding,
             terminated_emitted: false,
+            uac_acks: Vec::new(),
+            client_branches: Vec::new(),
             scheduled: None,
         };
         let incoming = IncomingCall {
@@ -907,6 +955,7 @@ impl Endpoint {
             let call = self.legs.get(&id)?;
             let target = match call.state {
                 LegState::Proceeding => ByeTarget::Early,
+                LegState::Calling(_) => ByeTarget::Gone,
                 LegState::Accepted { .. } | LegState::Confirmed { .. } => ByeTarget::Established,
                 LegState::ByeSent { .. } => ByeTarget::Terminating,
                 LegState::Completed { .. } | LegState::Lingering { .. } => ByeTarget::Gone,
@@ -963,8 +1012,18 @@ impl Endpoint {
             );
             return;
         };
-        if response.headers.cseq().map(|cseq| cseq.method) != Ok(Method::Bye) {
-            return;
+        match response.headers.cseq().map(|cseq| cseq.method) {
+            Ok(Method::Bye) => {}
+            Ok(Method::Invite) => {
+                let branch = branch.to_owned();
+                self.on_invite_response(now, id, &branch, &response);
+                return;
+            }
+            Ok(Method::Cancel) => {
+                self.on_cancel_response(id, &response);
+                return;
+            }
+            _ => return,
         }
         let t2 = self.config.t2;
         let Some(call) = self.legs.get_mut(&id) else {
@@ -1103,6 +1162,11 @@ impl Endpoint {
         if let LegState::ByeSent { transaction } = call.state {
             self.client_transactions.remove(&transaction.branch);
         }
+        for branch in call.client_branches {
+            if self.client_transactions.get(&branch) == Some(&id) {
+                self.client_transactions.remove(&branch);
+            }
+        }
     }
 
     /// Queues the leg's next deadline in the timer heap if it changed.
@@ -1121,11 +1185,13 @@ impl Endpoint {
 
     fn on_leg_timer(&mut self, now: Instant, id: LegId) {
         let t2 = self.config.t2;
+        let lifetime = self.config.transaction_lifetime();
         let Some(call) = self.legs.get_mut(&id) else {
             return;
         };
         let outcome = match &mut call.state {
             LegState::Proceeding => TimerOutcome::Nothing,
+            LegState::Calling(invite) => invite.poll_timer(now, t2, lifetime),
             LegState::Accepted { retransmit, .. } => match retransmit.poll(now, t2) {
                 RetransmitAction::Resend => {
                     TimerOutcome::Send(call.response_destination, call.last_response.clone())
@@ -1176,6 +1242,10 @@ impl Endpoint {
                 self.send_bye(now, id);
             }
             TimerOutcome::Terminate(reason) => self.terminate(now, id, reason),
+            TimerOutcome::Fail(status) => {
+                debug!(leg = %id, status, "outbound INVITE gave up");
+                self.fail_outbound(now, id, status);
+            }
             TimerOutcome::Remove => self.remove_leg(id),
         }
     }

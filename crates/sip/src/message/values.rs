@@ -12,23 +12,21 @@ use super::{Method, ParseError};
 pub type Param = (String, Option<String>);
 
 /// Splits a header value on commas that are outside quotes and `<...>`.
+/// A `"` with no closing quote after it is an ordinary character (see
+/// [`QuoteTracker`]).
 pub fn split_comma_list(value: &str) -> Vec<&str> {
     let mut parts = Vec::new();
-    let mut in_quotes = false;
-    let mut escaped = false;
+    let mut quotes = QuoteTracker::default();
     let mut angle_depth = 0u32;
     let mut start = 0;
     for (index, c) in value.char_indices() {
-        if escaped {
-            escaped = false;
+        if quotes.step(value, index, c) {
             continue;
         }
         match c {
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '<' if !in_quotes => angle_depth = angle_depth.saturating_add(1),
-            '>' if !in_quotes => angle_depth = angle_depth.saturating_sub(1),
-            ',' if !in_quotes && angle_depth == 0 => {
+            '<' => angle_depth = angle_depth.saturating_add(1),
+            '>' => angle_depth = angle_depth.saturating_sub(1),
+            ',' if angle_depth == 0 => {
                 if let Some(part) = value.get(start..index) {
                     push_trimmed(&mut parts, part);
                 }
@@ -68,21 +66,73 @@ pub fn parse_params(text: &str) -> Vec<Param> {
         .collect()
 }
 
+/// Tracks quoted strings (RFC 3261 §25.1 `quoted-string`, with `\\` escapes)
+/// while scanning a header value left to right. A `"` opens a quoted string
+/// only when a closing `"` follows; an unterminated one is an ordinary
+/// character. Otherwise a stray quote would swallow every separator after it,
+/// and parameters appended when the value is re-rendered (Via `received`,
+/// To `tag`) would vanish into it when the value is parsed again.
+#[derive(Default)]
+struct QuoteTracker {
+    in_quotes: bool,
+    escaped: bool,
+    /// Set once a `"` was found to have no closing quote: no later one has
+    /// one either, so the rest of the value is scanned without lookahead.
+    unterminated: bool,
+}
+
+impl QuoteTracker {
+    /// Feeds the character `c` found at byte `index` of `text`; returns true
+    /// when it is inside a quoted string (or is one of its quotes), so the
+    /// caller must not treat it as a separator.
+    fn step(&mut self, text: &str, index: usize, c: char) -> bool {
+        if self.in_quotes {
+            if self.escaped {
+                self.escaped = false;
+            } else if c == '\\' {
+                self.escaped = true;
+            } else if c == '"' {
+                self.in_quotes = false;
+            }
+            return true;
+        }
+        if c != '"' || self.unterminated {
+            return false;
+        }
+        let after = text.get(index + 1..).unwrap_or_default();
+        if has_closing_quote(after) {
+            self.in_quotes = true;
+            true
+        } else {
+            self.unterminated = true;
+            false
+        }
+    }
+}
+
+/// Whether the inside of a quoted string (after its opening `"`) is closed.
+fn has_closing_quote(inside: &str) -> bool {
+    let mut escaped = false;
+    for c in inside.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 fn split_outside_quotes(text: &str, separator: char) -> Vec<&str> {
     let mut parts = Vec::new();
-    let mut in_quotes = false;
-    let mut escaped = false;
+    let mut quotes = QuoteTracker::default();
     let mut start = 0;
     for (index, c) in text.char_indices() {
-        if escaped {
-            escaped = false;
+        if quotes.step(text, index, c) {
             continue;
         }
-        if c == '\\' && in_quotes {
-            escaped = true;
-        } else if c == '"' {
-            in_quotes = !in_quotes;
-        } else if c == separator && !in_quotes {
+        if c == separator {
             if let Some(part) = text.get(start..index) {
                 parts.push(part);
             }
@@ -454,6 +504,38 @@ mod tests {
         assert_eq!(
             split_comma_list("\"Doe, J\" <sip:a@b;x=1,2>, <sip:c@d> ,"),
             vec!["\"Doe, J\" <sip:a@b;x=1,2>", "<sip:c@d>"]
+        );
+    }
+
+    /// Found by the sip_message fuzz target: a stray `"` in a Via parameter
+    /// swallowed the `received` parameter `stamp_source` appends, so the Via
+    /// we copy into responses no longer said where the request came from.
+    #[test]
+    fn unterminated_quote_does_not_swallow_later_params() {
+        let mut via =
+            Via::parse("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;x\"y <a;rport").unwrap();
+        assert_eq!(via.params.len(), 3, "{:?}", via.params);
+        via.stamp_source("192.0.2.1:5062".parse().unwrap());
+        assert_eq!(via.received(), Some("192.0.2.1"));
+        assert_eq!(via.rport(), Some(Some(5062)));
+        let rendered = via.to_string();
+        assert_eq!(Via::parse(&rendered).unwrap(), via, "{rendered}");
+
+        assert_eq!(
+            parse_params(";a=\"x;y\";b=\"open;c"),
+            vec![
+                ("a".to_owned(), Some("\"x;y\"".to_owned())),
+                ("b".to_owned(), Some("\"open".to_owned())),
+                ("c".to_owned(), None),
+            ]
+        );
+        assert_eq!(
+            split_comma_list("\"a, b\", c\", d"),
+            vec!["\"a, b\"", "c\"", "d"]
+        );
+        assert_eq!(
+            NameAddr::parse("<sip:a@b>;x=\"1;tag=t").unwrap().tag(),
+            Some("t")
         );
     }
 }
