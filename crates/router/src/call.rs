@@ -135,6 +135,21 @@ pub enum Input {
     LegTerminated,
     /// The media process died: the call cannot continue.
     MediaLost,
+    /// Live call control (the REST API's call update).
+    Control(CallUpdate),
+}
+
+/// A live update of a call, as `POST /Calls/{Sid}` asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallUpdate {
+    /// Leave the current verb and run the document at this URL.
+    Redirect { url: String, method: HttpMethod },
+    /// Leave the current verb and run this TwiML.
+    Twiml(String),
+    /// `Status=completed`: hang up (an unanswered call ends as canceled).
+    Complete,
+    /// `Status=canceled`: end the call only if it is not answered yet.
+    Cancel,
 }
 
 /// Outputs of the call core, in the order they must be carried out.
@@ -425,7 +440,64 @@ impl Call {
                 self.session = SessionState::Failed;
                 self.end(CallStatus::Failed, Some(503));
             }
+            Input::Control(update) => self.on_update(update),
         }
+    }
+
+    /// Whether a live update of this kind applies now (the API answers 21220 otherwise).
+    pub fn accepts(&self, update: &CallUpdate) -> bool {
+        if matches!(self.step, Step::Ending | Step::Done) {
+            return false;
+        }
+        match update {
+            CallUpdate::Cancel => !self.answered,
+            _ => true,
+        }
+    }
+
+    fn on_update(&mut self, update: CallUpdate) {
+        if !self.accepts(&update) {
+            return;
+        }
+        match update {
+            CallUpdate::Complete | CallUpdate::Cancel if !self.answered => {
+                self.end(CallStatus::Canceled, Some(487));
+            }
+            CallUpdate::Complete | CallUpdate::Cancel => self.end(CallStatus::Completed, None),
+            CallUpdate::Redirect { url, method } => {
+                self.leave_current_verb();
+                match twiml::resolve_url(&self.document_url, &url) {
+                    Ok(url) => self.fetch(url, method, Vec::new(), true),
+                    Err(_) => {
+                        self.skip_bad_url("Redirect", &url);
+                        self.run();
+                    }
+                }
+            }
+            CallUpdate::Twiml(xml) => {
+                self.leave_current_verb();
+                let url = self.document_url.clone();
+                self.on_document(url, "text/xml".into(), xml.into_bytes(), false);
+            }
+        }
+    }
+
+    /// Abandons whatever the call is doing (a prompt, a gather, a fetch, a pause) so a new
+    /// document can take over; late results of the old step are ignored by their ids.
+    fn leave_current_verb(&mut self) {
+        if matches!(self.step, Step::Playing { .. } | Step::Preparing { .. })
+            || self.gather.is_some()
+        {
+            self.outputs.push_back(Output::Media(Command::StopPlayback {
+                session: self.config.media.session,
+            }));
+        }
+        self.gather = None;
+        self.verbs.clear();
+        self.in_error_message = false;
+        // Invalidate pending timers (Gather timeout, unanswered Pause).
+        self.timer_generation += 1;
+        self.step = Step::Idle;
     }
 
     // ----- application documents ------------------------------------------------------

@@ -637,3 +637,95 @@ fn a_dtmf_flood_keeps_a_bounded_digit_string() {
         Some(MAX_GATHER_DIGITS)
     );
 }
+
+fn playing_say(body: &str) -> Call {
+    let (mut call, out) = started_with(body, config(None, None));
+    let (prep, _) = prepare_of(&out);
+    call.handle(Input::MediaPrepared {
+        request_id: prep,
+        result: Ok(media_id()),
+    });
+    let _ = drain(&mut call);
+    call
+}
+
+#[test]
+fn live_redirect_leaves_the_prompt_and_runs_the_new_document() {
+    let mut call = playing_say("<Response><Say loop=\"0\">hold music</Say></Response>");
+    call.handle(Input::Control(CallUpdate::Redirect {
+        url: "/waiting".into(),
+        method: HttpMethod::Get,
+    }));
+    let out = drain(&mut call);
+    assert_eq!(
+        out[0],
+        Output::Media(Command::StopPlayback {
+            session: SessionId(7)
+        })
+    );
+    let (id, request) = fetch_of(&out);
+    assert_eq!(request.url, "http://app.test/waiting");
+    assert_eq!(request.method, HttpMethod::Get);
+    assert_eq!(param(&request, "CallStatus"), Some("in-progress"));
+    // The interrupted prompt's PlayDone no longer moves the call on.
+    call.handle(Input::PlayDone { play_id: 1 });
+    assert!(drain(&mut call).is_empty());
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: twiml(
+            "http://app.test/waiting",
+            "<Response><Say>welcome back</Say></Response>",
+        ),
+    });
+    let out = drain(&mut call);
+    assert!(
+        matches!(prepare_of(&out).1, MediaSource::Say { ref text, .. } if text == "welcome back")
+    );
+}
+
+#[test]
+fn live_twiml_replaces_a_gather() {
+    let (mut call, _) = started_with(
+        "<Response><Gather timeout=\"30\"></Gather></Response>",
+        config(None, None),
+    );
+    call.handle(Input::Control(CallUpdate::Twiml(
+        "<Response><Hangup/></Response>".into(),
+    )));
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Hangup)));
+    // Digits after the update no longer count.
+    call.handle(Input::Dtmf { digit: '1' });
+    assert!(!drain(&mut call)
+        .iter()
+        .any(|o| matches!(o, Output::Fetch { .. })));
+}
+
+#[test]
+fn live_complete_hangs_up_and_cancel_only_applies_before_answer() {
+    let mut call = playing_say("<Response><Say>long</Say></Response>");
+    assert!(!call.accepts(&CallUpdate::Cancel));
+    call.handle(Input::Control(CallUpdate::Cancel));
+    assert!(
+        drain(&mut call).is_empty(),
+        "cancel has no effect on an answered call"
+    );
+    call.handle(Input::Control(CallUpdate::Complete));
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Hangup)));
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Completed,
+        answered: false
+    }));
+
+    let mut ringing = Call::new(config(None, None));
+    ringing.start();
+    let _ = drain(&mut ringing);
+    ringing.handle(Input::Control(CallUpdate::Cancel));
+    let out = drain(&mut ringing);
+    assert!(out.contains(&Output::Sip(SipAction::Reject { status: 487 })));
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Canceled,
+        answered: false
+    }));
+}

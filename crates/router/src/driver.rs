@@ -17,8 +17,8 @@ use twiml::HttpMethod;
 use webhook::{WebhookClient, WebhookRequest};
 
 use crate::call::{
-    AppRequest, AppResult, Call, CallConfig, Input, MediaSetup, MediaSource, NotificationInfo,
-    Output, SipAction,
+    AppRequest, AppResult, Call, CallConfig, CallUpdate, Input, MediaSetup, MediaSource,
+    NotificationInfo, Output, SipAction,
 };
 use crate::media_plane::{MediaPlane, MediaPlaneError};
 use crate::params::CallParams;
@@ -47,6 +47,8 @@ struct Inner {
     cache: MediaCache,
     webhook: WebhookClient,
     legs: Mutex<HashMap<LegId, UnboundedSender<Input>>>,
+    /// Calls in progress by CallSid, for live call control.
+    calls: Mutex<HashMap<String, UnboundedSender<Input>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,6 +87,7 @@ impl CallRouter {
                 cache,
                 webhook,
                 legs: Mutex::new(HashMap::new()),
+                calls: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -92,6 +95,15 @@ impl CallRouter {
     /// Number of calls in progress.
     pub fn active_calls(&self) -> usize {
         lock(&self.inner.legs).len()
+    }
+
+    /// Live call control: hands `update` to the call if it is still in progress.
+    /// Returns false when no such call is running here.
+    pub fn update_call(&self, call_sid: &str, update: CallUpdate) -> bool {
+        match lock(&self.inner.calls).get(call_sid) {
+            Some(call) => call.send(Input::Control(update)).is_ok(),
+            None => false,
+        }
     }
 
     /// Consumes SIP events until the SIP transport stops.
@@ -145,6 +157,7 @@ impl CallRouter {
         }
         let session = call.session();
         self.inner.media.register(session, tx.clone());
+        lock(&self.inner.calls).insert(record.sid.clone(), tx.clone());
         let mut run = CallRun {
             router: &self,
             leg,
@@ -171,6 +184,7 @@ impl CallRouter {
             run.carry_out(&mut call).await;
         }
         self.inner.media.unregister(session);
+        lock(&self.inner.calls).remove(&run.call_sid);
         lock(&self.inner.legs).remove(&leg);
     }
 

@@ -10,6 +10,6 @@ pub mod driver;
 pub mod media_plane;
 pub mod params;
 
-pub use call::{Call, CallConfig, Input, Output};
+pub use call::{Call, CallConfig, CallUpdate, Input, Output};
 pub use driver::{CallRouter, RouterConfig};
 pub use media_plane::MediaPlane;
