@@ -1,7 +1,7 @@
 //! Twilio's JSON representations of the store's records.
 
 use serde_json::{json, Value};
-use store::{Account, CallRecord, Notification};
+use store::{AccountDetails, ApiKey, CallRecord, IncomingNumber, Notification};
 
 const API_VERSION: &str = "2010-04-01";
 
@@ -17,23 +17,92 @@ fn opt_date(ms: Option<i64>) -> Value {
     ms.map(rfc2822).unwrap_or(Value::Null)
 }
 
-pub fn account(a: &Account) -> Value {
+pub fn account(details: &AccountDetails) -> Value {
+    let a = &details.account;
     let base = format!("/{API_VERSION}/Accounts/{}", a.sid);
     json!({
         "sid": a.sid,
-        "owner_account_sid": a.sid,
+        "owner_account_sid": details.owner_sid(),
         "friendly_name": a.friendly_name,
         "status": a.status,
         "type": "Full",
         "auth_token": a.auth_token,
         "date_created": rfc2822(a.date_created),
-        "date_updated": rfc2822(a.date_created),
+        "date_updated": rfc2822(details.date_updated),
         "uri": format!("{base}.json"),
         "subresource_uris": {
             "calls": format!("{base}/Calls.json"),
             "notifications": format!("{base}/Notifications.json"),
+            "incoming_phone_numbers": format!("{base}/IncomingPhoneNumbers.json"),
+            "keys": format!("{base}/Keys.json"),
         },
     })
+}
+
+pub fn incoming_number(n: &IncomingNumber) -> Value {
+    json!({
+        "sid": n.sid,
+        "account_sid": n.account_sid,
+        "api_version": API_VERSION,
+        "phone_number": n.phone_number,
+        "friendly_name": n.friendly_name.clone()
+            .unwrap_or_else(|| crate::params::formatted_number(&n.phone_number)),
+        "capabilities": {"voice": true, "sms": true, "mms": false, "fax": false},
+        "voice_url": n.voice_url,
+        "voice_method": n.voice_method,
+        "voice_fallback_url": n.voice_fallback_url,
+        "voice_fallback_method": n.voice_fallback_method,
+        "voice_caller_id_lookup": false,
+        "voice_application_sid": null,
+        "voice_receive_mode": "voice",
+        "status_callback": n.status_callback,
+        "status_callback_method": n.status_callback_method,
+        "sms_url": n.sms_url,
+        "sms_method": n.sms_method,
+        "sms_fallback_url": n.sms_fallback_url,
+        "sms_fallback_method": n.sms_fallback_method,
+        "sms_application_sid": null,
+        "address_sid": null,
+        "address_requirements": "none",
+        "beta": false,
+        "identity_sid": null,
+        "origin": "switchboard",
+        "trunk_sid": null,
+        "emergency_status": "Inactive",
+        "emergency_address_sid": null,
+        "emergency_address_status": "unregistered",
+        "bundle_sid": null,
+        "status": "in-use",
+        "type": null,
+        "date_created": rfc2822(n.date_created),
+        "date_updated": rfc2822(n.date_updated),
+        "uri": format!("/{API_VERSION}/Accounts/{}/IncomingPhoneNumbers/{}.json", n.account_sid, n.sid),
+        "subresource_uris": {
+            "assigned_add_ons": format!(
+                "/{API_VERSION}/Accounts/{}/IncomingPhoneNumbers/{}/AssignedAddOns.json",
+                n.account_sid, n.sid
+            ),
+        },
+    })
+}
+
+/// An API key as fetched or listed (never with its secret).
+pub fn api_key(k: &ApiKey) -> Value {
+    json!({
+        "sid": k.sid,
+        "friendly_name": k.friendly_name,
+        "date_created": rfc2822(k.date_created),
+        "date_updated": rfc2822(k.date_updated),
+    })
+}
+
+/// A just-created API key: the only time its secret is shown.
+pub fn new_api_key(k: &ApiKey, secret: &str) -> Value {
+    let mut value = api_key(k);
+    if let Value::Object(map) = &mut value {
+        map.insert("secret".into(), Value::String(secret.to_string()));
+    }
+    value
 }
 
 pub fn call(c: &CallRecord) -> Value {

@@ -6,6 +6,7 @@
 
 mod migrations;
 mod records;
+mod resources;
 
 pub use records::*;
 
@@ -46,6 +47,14 @@ pub struct CallFilter {
     pub from: Option<String>,
     pub status: Option<String>,
     pub parent_call_sid: Option<String>,
+    /// Only calls answered at or after this instant (Unix ms).
+    pub start_time_from: Option<i64>,
+    /// Only calls answered before this instant (Unix ms).
+    pub start_time_before: Option<i64>,
+    /// Only calls that ended at or after this instant (Unix ms).
+    pub end_time_from: Option<i64>,
+    /// Only calls that ended before this instant (Unix ms).
+    pub end_time_before: Option<i64>,
 }
 
 impl Store {
@@ -265,6 +274,10 @@ impl Store {
                 AND (? IS NULL OR from_addr = ?)
                 AND (? IS NULL OR status = ?)
                 AND (? IS NULL OR parent_call_sid = ?)
+                AND (? IS NULL OR start_time >= ?)
+                AND (? IS NULL OR start_time < ?)
+                AND (? IS NULL OR end_time >= ?)
+                AND (? IS NULL OR end_time < ?)
              ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
         )
         .bind(account_sid)
@@ -276,11 +289,42 @@ impl Store {
         .bind(&filter.status)
         .bind(&filter.parent_call_sid)
         .bind(&filter.parent_call_sid)
+        .bind(filter.start_time_from)
+        .bind(filter.start_time_from)
+        .bind(filter.start_time_before)
+        .bind(filter.start_time_before)
+        .bind(filter.end_time_from)
+        .bind(filter.end_time_from)
+        .bind(filter.end_time_before)
+        .bind(filter.end_time_before)
         .bind(i64::from(page_size) + 1)
         .bind(i64::from(page) * i64::from(page_size))
         .fetch_all(&self.pool)
         .await?;
         page_of(rows, page_size, call_from_row)
+    }
+
+    /// Deletes a finished call of `account_sid` (its notifications stay, as on Twilio).
+    pub async fn delete_call(
+        &self,
+        account_sid: &str,
+        sid: &str,
+    ) -> Result<CallDeletion, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM calls WHERE account_sid = ? AND sid = ?
+                AND status NOT IN ('queued', 'ringing', 'in-progress')",
+        )
+        .bind(account_sid)
+        .bind(sid)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 1 {
+            return Ok(CallDeletion::Deleted);
+        }
+        Ok(match self.call(account_sid, sid).await? {
+            Some(_) => CallDeletion::StillActive,
+            None => CallDeletion::NotFound,
+        })
     }
 
     // ----- notifications ---------------------------------------------------------------
@@ -351,7 +395,7 @@ pub fn number_digits(dialled: &str) -> String {
     dialled.chars().filter(|c| c.is_ascii_digit()).collect()
 }
 
-fn page_of<T>(
+pub(crate) fn page_of<T>(
     rows: Vec<SqliteRow>,
     page_size: u32,
     convert: fn(&SqliteRow) -> Result<T, StoreError>,
@@ -365,7 +409,7 @@ fn page_of<T>(
     Ok(Page { items, has_more })
 }
 
-fn account_from_row(r: &SqliteRow) -> Result<Account, StoreError> {
+pub(crate) fn account_from_row(r: &SqliteRow) -> Result<Account, StoreError> {
     Ok(Account {
         sid: r.try_get("sid")?,
         auth_token: r.try_get("auth_token")?,

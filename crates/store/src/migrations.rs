@@ -3,7 +3,9 @@
 use sqlx::{Row, SqlitePool};
 
 /// Each entry moves the schema one version forward.
-const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "CREATE TABLE accounts (
         sid TEXT PRIMARY KEY,
         auth_token TEXT NOT NULL,
         friendly_name TEXT NOT NULL,
@@ -58,7 +60,31 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
         date_created INTEGER NOT NULL
      );
      CREATE INDEX notifications_by_account ON notifications(account_sid, date_created);
-     CREATE INDEX notifications_by_call ON notifications(call_sid);"];
+     CREATE INDEX notifications_by_call ON notifications(call_sid);",
+    // 2: the IncomingPhoneNumbers resource (names, messaging URLs, update time).
+    "ALTER TABLE phone_numbers ADD COLUMN friendly_name TEXT;
+     ALTER TABLE phone_numbers ADD COLUMN sms_url TEXT;
+     ALTER TABLE phone_numbers ADD COLUMN sms_method TEXT NOT NULL DEFAULT 'POST';
+     ALTER TABLE phone_numbers ADD COLUMN sms_fallback_url TEXT;
+     ALTER TABLE phone_numbers ADD COLUMN sms_fallback_method TEXT NOT NULL DEFAULT 'POST';
+     ALTER TABLE phone_numbers ADD COLUMN date_updated INTEGER;
+     CREATE INDEX phone_numbers_by_account ON phone_numbers(account_sid, date_created);",
+    // 3: subaccounts.
+    "ALTER TABLE accounts ADD COLUMN parent_sid TEXT;
+     ALTER TABLE accounts ADD COLUMN date_updated INTEGER;
+     CREATE INDEX accounts_by_parent ON accounts(parent_sid);",
+    // 4: API keys (the secret is kept only as a salted SHA-256 hash).
+    "CREATE TABLE api_keys (
+        sid TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL REFERENCES accounts(sid),
+        friendly_name TEXT NOT NULL,
+        secret_salt TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        date_created INTEGER NOT NULL,
+        date_updated INTEGER NOT NULL
+     );
+     CREATE INDEX api_keys_by_account ON api_keys(account_sid, date_created);",
+];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;

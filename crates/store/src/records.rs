@@ -120,3 +120,80 @@ pub struct Notification {
     pub response_headers: Option<String>,
     pub date_created: i64,
 }
+
+/// A number as the IncomingPhoneNumbers resource shows it: the routing configuration of
+/// [`PhoneNumber`] plus its name, messaging URLs and update time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingNumber {
+    pub sid: String,
+    pub account_sid: String,
+    /// E.164, e.g. `+15005550006`.
+    pub phone_number: String,
+    /// `None` for numbers provisioned from the config file (shown formatted by the API).
+    pub friendly_name: Option<String>,
+    pub voice_url: Option<String>,
+    pub voice_method: String,
+    pub voice_fallback_url: Option<String>,
+    pub voice_fallback_method: String,
+    pub status_callback: Option<String>,
+    pub status_callback_method: String,
+    pub sms_url: Option<String>,
+    pub sms_method: String,
+    pub sms_fallback_url: Option<String>,
+    pub sms_fallback_method: String,
+    pub date_created: i64,
+    pub date_updated: i64,
+}
+
+/// Filters for listing numbers (Twilio's `PhoneNumber` and `FriendlyName` list parameters).
+#[derive(Debug, Clone, Default)]
+pub struct NumberFilter {
+    /// Matches numbers whose digits contain these digits.
+    pub phone_number_digits: Option<String>,
+    pub friendly_name: Option<String>,
+}
+
+/// An account with its place in the account tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountDetails {
+    pub account: Account,
+    /// The parent's SID for a subaccount; `None` for a top-level account.
+    pub parent_sid: Option<String>,
+    pub date_updated: i64,
+}
+
+impl AccountDetails {
+    /// Twilio's `owner_account_sid`: the parent, or the account itself.
+    pub fn owner_sid(&self) -> &str {
+        self.parent_sid.as_deref().unwrap_or(&self.account.sid)
+    }
+}
+
+/// Filters for listing accounts (Twilio's `FriendlyName` and `Status`).
+#[derive(Debug, Clone, Default)]
+pub struct AccountFilter {
+    pub friendly_name: Option<String>,
+    pub status: Option<String>,
+}
+
+/// An API key (`SK…`); the secret itself is never stored, only `secret_hash`
+/// (hex SHA-256 of `secret_salt` followed by the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub sid: String,
+    pub account_sid: String,
+    pub friendly_name: String,
+    pub secret_salt: String,
+    pub secret_hash: String,
+    pub date_created: i64,
+    pub date_updated: i64,
+}
+
+/// Result of deleting a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallDeletion {
+    Deleted,
+    NotFound,
+    /// The call is not over yet.
+    StillActive,
+}

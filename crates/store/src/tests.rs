@@ -182,3 +182,342 @@ async fn notifications_per_call() {
         .is_empty());
     assert_eq!(store.notification("AC1", "NO1").await.unwrap(), Some(n));
 }
+
+fn incoming(sid: &str, account: &str, number: &str, created: i64) -> IncomingNumber {
+    IncomingNumber {
+        sid: sid.into(),
+        account_sid: account.into(),
+        phone_number: number.into(),
+        friendly_name: Some(format!("name {sid}")),
+        voice_url: Some("http://x/voice".into()),
+        voice_method: "POST".into(),
+        voice_fallback_url: None,
+        voice_fallback_method: "POST".into(),
+        status_callback: None,
+        status_callback_method: "POST".into(),
+        sms_url: Some("http://x/sms".into()),
+        sms_method: "GET".into(),
+        sms_fallback_url: None,
+        sms_fallback_method: "POST".into(),
+        date_created: created,
+        date_updated: created,
+    }
+}
+
+#[tokio::test]
+async fn incoming_numbers_are_unique_scoped_and_routable() {
+    let store = Store::open_in_memory().await.unwrap();
+    store.upsert_account(&account("AC1")).await.unwrap();
+    store.upsert_account(&account("AC2")).await.unwrap();
+    let pn1 = incoming("PN1", "AC1", "+15005550001", 1);
+    assert!(store.insert_incoming_number(&pn1).await.unwrap());
+    // Same digits, any account: refused.
+    assert!(!store
+        .insert_incoming_number(&incoming("PN9", "AC2", "15005550001", 2))
+        .await
+        .unwrap());
+    assert!(store
+        .insert_incoming_number(&incoming("PN2", "AC1", "+15005550002", 2))
+        .await
+        .unwrap());
+    assert!(store
+        .insert_incoming_number(&incoming("PN3", "AC2", "+15005550003", 3))
+        .await
+        .unwrap());
+
+    // The call router finds API-created numbers.
+    let routed = store
+        .number_by_dialled("+15005550001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(routed.sid, "PN1");
+    assert_eq!(routed.voice_url.as_deref(), Some("http://x/voice"));
+
+    assert_eq!(
+        store.incoming_number("AC1", "PN1").await.unwrap(),
+        Some(pn1.clone())
+    );
+    assert_eq!(store.incoming_number("AC2", "PN1").await.unwrap(), None);
+
+    let page = store
+        .list_incoming_numbers("AC1", &NumberFilter::default(), 0, 1)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].sid, "PN1");
+    assert!(page.has_more);
+    let page = store
+        .list_incoming_numbers("AC1", &NumberFilter::default(), 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(page.items[0].sid, "PN2");
+    assert!(!page.has_more);
+    let filtered = store
+        .list_incoming_numbers(
+            "AC1",
+            &NumberFilter {
+                phone_number_digits: Some("0002".into()),
+                friendly_name: None,
+            },
+            0,
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(filtered.items.len(), 1);
+    assert_eq!(filtered.items[0].sid, "PN2");
+    let by_name = store
+        .list_incoming_numbers(
+            "AC1",
+            &NumberFilter {
+                phone_number_digits: None,
+                friendly_name: Some("name PN3".into()),
+            },
+            0,
+            50,
+        )
+        .await
+        .unwrap();
+    assert!(
+        by_name.items.is_empty(),
+        "AC2's number leaked into AC1's list"
+    );
+
+    let mut changed = pn1.clone();
+    changed.voice_url = Some("http://y/voice".into());
+    changed.date_updated = 10;
+    assert!(store.update_incoming_number(&changed).await.unwrap());
+    let mut foreign = changed.clone();
+    foreign.account_sid = "AC2".into();
+    assert!(!store.update_incoming_number(&foreign).await.unwrap());
+    assert_eq!(
+        store
+            .number_by_dialled("15005550001")
+            .await
+            .unwrap()
+            .unwrap()
+            .voice_url
+            .as_deref(),
+        Some("http://y/voice")
+    );
+
+    // Transfers change the owner the router sees.
+    assert!(!store
+        .move_incoming_number("AC2", "PN1", "AC2", 11)
+        .await
+        .unwrap());
+    assert!(store
+        .move_incoming_number("AC1", "PN1", "AC2", 11)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .number_by_dialled("15005550001")
+            .await
+            .unwrap()
+            .unwrap()
+            .account_sid,
+        "AC2"
+    );
+    assert_eq!(store.incoming_number("AC1", "PN1").await.unwrap(), None);
+    assert!(store
+        .move_incoming_number("AC2", "PN1", "AC1", 12)
+        .await
+        .unwrap());
+
+    assert!(!store.delete_incoming_number("AC2", "PN1").await.unwrap());
+    assert!(store.delete_incoming_number("AC1", "PN1").await.unwrap());
+    assert_eq!(store.number_by_dialled("15005550001").await.unwrap(), None);
+    assert!(!store.delete_incoming_number("AC1", "PN1").await.unwrap());
+}
+
+#[tokio::test]
+async fn config_numbers_appear_in_the_resource_with_defaults() {
+    let store = Store::open_in_memory().await.unwrap();
+    store.upsert_account(&account("AC1")).await.unwrap();
+    store
+        .upsert_number(&PhoneNumber {
+            sid: "PN1".into(),
+            account_sid: "AC1".into(),
+            phone_number: "+15005550006".into(),
+            voice_url: None,
+            voice_method: "POST".into(),
+            voice_fallback_url: None,
+            voice_fallback_method: "POST".into(),
+            status_callback: None,
+            status_callback_method: "POST".into(),
+            date_created: 7,
+        })
+        .await
+        .unwrap();
+    let n = store.incoming_number("AC1", "PN1").await.unwrap().unwrap();
+    assert_eq!(n.friendly_name, None);
+    assert_eq!(n.sms_method, "POST");
+    assert_eq!(n.date_updated, 7);
+}
+
+#[tokio::test]
+async fn subaccounts_form_a_tree() {
+    let store = Store::open_in_memory().await.unwrap();
+    store.upsert_account(&account("AC1")).await.unwrap();
+    store.upsert_account(&account("AC2")).await.unwrap();
+    let mut sub = account("AC1a");
+    sub.date_created = 5;
+    sub.friendly_name = "sub".into();
+    store.create_subaccount("AC1", &sub).await.unwrap();
+
+    let details = store.account_details("AC1a").await.unwrap().unwrap();
+    assert_eq!(details.parent_sid.as_deref(), Some("AC1"));
+    assert_eq!(details.owner_sid(), "AC1");
+    assert_eq!(details.account, sub);
+    let top = store.account_details("AC1").await.unwrap().unwrap();
+    assert_eq!(top.owner_sid(), "AC1");
+
+    let tree = store
+        .list_account_tree("AC1", &AccountFilter::default(), 0, 50)
+        .await
+        .unwrap();
+    let sids: Vec<_> = tree.items.iter().map(|a| a.account.sid.as_str()).collect();
+    assert_eq!(sids, ["AC1", "AC1a"]);
+    let named = store
+        .list_account_tree(
+            "AC1",
+            &AccountFilter {
+                friendly_name: Some("sub".into()),
+                status: None,
+            },
+            0,
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(named.items.len(), 1);
+    let other = store
+        .list_account_tree("AC2", &AccountFilter::default(), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(other.items.len(), 1);
+
+    assert!(store
+        .update_account("AC1a", None, Some("suspended"), 9)
+        .await
+        .unwrap());
+    let details = store.account_details("AC1a").await.unwrap().unwrap();
+    assert_eq!(details.account.status, "suspended");
+    assert_eq!(details.account.friendly_name, "sub");
+    assert_eq!(details.date_updated, 9);
+    assert!(!store
+        .update_account("AC9", Some("x"), None, 9)
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn api_keys_are_scoped_by_account() {
+    let store = Store::open_in_memory().await.unwrap();
+    store.upsert_account(&account("AC1")).await.unwrap();
+    let key = ApiKey {
+        sid: "SK1".into(),
+        account_sid: "AC1".into(),
+        friendly_name: "k".into(),
+        secret_salt: "salt".into(),
+        secret_hash: "hash".into(),
+        date_created: 1,
+        date_updated: 1,
+    };
+    store.insert_api_key(&key).await.unwrap();
+    assert_eq!(
+        store.api_key_by_sid("SK1").await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(store.api_key("AC2", "SK1").await.unwrap(), None);
+    assert_eq!(
+        store.list_api_keys("AC1", 0, 50).await.unwrap().items,
+        std::slice::from_ref(&key)
+    );
+    assert!(store
+        .list_api_keys("AC2", 0, 50)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(!store.rename_api_key("AC2", "SK1", "x", 2).await.unwrap());
+    assert!(store
+        .rename_api_key("AC1", "SK1", "renamed", 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .api_key("AC1", "SK1")
+            .await
+            .unwrap()
+            .unwrap()
+            .friendly_name,
+        "renamed"
+    );
+    assert!(!store.delete_api_key("AC2", "SK1").await.unwrap());
+    assert!(store.delete_api_key("AC1", "SK1").await.unwrap());
+    assert_eq!(store.api_key_by_sid("SK1").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn calls_filter_by_time_and_only_finished_calls_delete() {
+    let store = Store::open_in_memory().await.unwrap();
+    let mut early = call("CA1", "AC1", 1_000);
+    early.status = CallStatus::Completed;
+    early.start_time = Some(1_000);
+    early.end_time = Some(2_000);
+    let mut late = call("CA2", "AC1", 5_000);
+    late.status = CallStatus::Completed;
+    late.start_time = Some(5_000);
+    late.end_time = Some(9_000);
+    let live = call("CA3", "AC1", 6_000);
+    for c in [&early, &late, &live] {
+        store.insert_call(c).await.unwrap();
+    }
+    let sids = |page: Page<CallRecord>| page.items.into_iter().map(|c| c.sid).collect::<Vec<_>>();
+    let filter = CallFilter {
+        start_time_from: Some(1_000),
+        start_time_before: Some(5_000),
+        ..CallFilter::default()
+    };
+    assert_eq!(
+        sids(store.list_calls("AC1", &filter, 0, 50).await.unwrap()),
+        ["CA1"]
+    );
+    let filter = CallFilter {
+        end_time_from: Some(3_000),
+        ..CallFilter::default()
+    };
+    assert_eq!(
+        sids(store.list_calls("AC1", &filter, 0, 50).await.unwrap()),
+        ["CA2"]
+    );
+    let filter = CallFilter {
+        start_time_from: Some(0),
+        ..CallFilter::default()
+    };
+    assert_eq!(
+        sids(store.list_calls("AC1", &filter, 0, 50).await.unwrap()),
+        ["CA2", "CA1"]
+    );
+
+    assert_eq!(
+        store.delete_call("AC2", "CA1").await.unwrap(),
+        CallDeletion::NotFound
+    );
+    assert_eq!(
+        store.delete_call("AC1", "CA3").await.unwrap(),
+        CallDeletion::StillActive
+    );
+    assert_eq!(
+        store.delete_call("AC1", "CA1").await.unwrap(),
+        CallDeletion::Deleted
+    );
+    assert_eq!(
+        store.delete_call("AC1", "CA1").await.unwrap(),
+        CallDeletion::NotFound
+    );
+    assert_eq!(store.call("AC1", "CA1").await.unwrap(), None);
+}

@@ -1,0 +1,169 @@
+//! The Calls resource (list with filters, fetch, delete) and Notifications.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use store::{CallDeletion, CallFilter};
+
+use crate::format::{Format, Reply};
+use crate::params::date_range;
+use crate::{json, paging, resource_sid, ApiError, ApiState};
+
+type QueryPairs = Query<Vec<(String, String)>>;
+
+fn param(query: &[(String, String)], name: &str) -> Option<String> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// Reads one family of date filters (`StartTime`, `StartTime<`, `StartTime>`) as a half-open
+/// `[from, before)` range in Unix ms. `X<=D` and `X>=D` arrive as keys `X<`/`X>` too.
+fn time_filter(
+    query: &[(String, String)],
+    name: &str,
+) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    let mut from = None;
+    let mut before = None;
+    if let Some(v) = param(query, name) {
+        let range = date_range(name, &v)?;
+        from = Some(range.from);
+        before = Some(range.until);
+    }
+    let after_key = format!("{name}>");
+    if let Some(v) = param(query, &after_key) {
+        let start = date_range(&after_key, v.trim_start_matches('='))?.from;
+        from = Some(from.map_or(start, |f: i64| f.max(start)));
+    }
+    let before_key = format!("{name}<");
+    if let Some(v) = param(query, &before_key) {
+        let range = date_range(&before_key, v.trim_start_matches('='))?;
+        // A date includes its whole day; an instant is an exclusive bound.
+        let bound = if range.whole_day {
+            range.until
+        } else {
+            range.from
+        };
+        before = Some(before.map_or(bound, |b: i64| b.min(bound)));
+    }
+    Ok((from, before))
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    Path(account): Path<String>,
+    uri: Uri,
+    Query(query): QueryPairs,
+) -> Result<Reply, ApiError> {
+    let paging = paging::Paging::from_query(&query)?;
+    let (start_time_from, start_time_before) = time_filter(&query, "StartTime")?;
+    let (end_time_from, end_time_before) = time_filter(&query, "EndTime")?;
+    let filter = CallFilter {
+        to: param(&query, "To"),
+        from: param(&query, "From"),
+        status: param(&query, "Status"),
+        parent_call_sid: param(&query, "ParentCallSid"),
+        start_time_from,
+        start_time_before,
+        end_time_from,
+        end_time_before,
+    };
+    let page = state
+        .store
+        .list_calls(&account, &filter, paging.page, paging.page_size)
+        .await?;
+    let items = page.items.iter().map(json::call).collect();
+    let body = paging.list("calls", items, page.has_more, uri.path(), &query);
+    Ok(Reply::list(
+        Format::of_path(uri.path()),
+        "calls",
+        "Calls",
+        "Call",
+        body,
+    ))
+}
+
+pub async fn fetch(
+    State(state): State<ApiState>,
+    Path((account, call)): Path<(String, String)>,
+) -> Result<Reply, ApiError> {
+    let (sid, format) = resource_sid(&call)?;
+    let call = state
+        .store
+        .call(&account, sid)
+        .await?
+        .ok_or_else(|| ApiError::not_found_resource(sid))?;
+    Ok(Reply::one(format, "Call", json::call(&call)))
+}
+
+/// Deletes a finished call's record; a live call cannot be deleted (409, Twilio's 20009).
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path((account, call)): Path<(String, String)>,
+) -> Result<Reply, ApiError> {
+    let (sid, _) = resource_sid(&call)?;
+    match state.store.delete_call(&account, sid).await? {
+        CallDeletion::Deleted => Ok(Reply::deleted()),
+        CallDeletion::NotFound => Err(ApiError::not_found_resource(sid)),
+        CallDeletion::StillActive => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            20009,
+            format!("Cannot delete call {sid} before it is complete"),
+        )),
+    }
+}
+
+pub async fn list_call_notifications(
+    State(state): State<ApiState>,
+    Path((account, call)): Path<(String, String)>,
+    uri: Uri,
+    Query(query): QueryPairs,
+) -> Result<Reply, ApiError> {
+    notifications_page(&state, &account, Some(&call), &uri, &query).await
+}
+
+pub async fn list_notifications(
+    State(state): State<ApiState>,
+    Path(account): Path<String>,
+    uri: Uri,
+    Query(query): QueryPairs,
+) -> Result<Reply, ApiError> {
+    notifications_page(&state, &account, None, &uri, &query).await
+}
+
+/// One page of an account's notifications (optionally of one call) as a Twilio list.
+async fn notifications_page(
+    state: &ApiState,
+    account: &str,
+    call: Option<&str>,
+    uri: &Uri,
+    query: &[(String, String)],
+) -> Result<Reply, ApiError> {
+    let paging = paging::Paging::from_query(query)?;
+    let page = state
+        .store
+        .list_notifications(account, call, paging.page, paging.page_size)
+        .await?;
+    let items = page.items.iter().map(json::notification).collect();
+    let body = paging.list("notifications", items, page.has_more, uri.path(), query);
+    Ok(Reply::list(
+        Format::of_path(uri.path()),
+        "notifications",
+        "Notifications",
+        "Notification",
+        body,
+    ))
+}
+
+pub async fn fetch_notification(
+    State(state): State<ApiState>,
+    Path((account, notification)): Path<(String, String)>,
+) -> Result<Reply, ApiError> {
+    let (sid, format) = resource_sid(&notification)?;
+    let n = state
+        .store
+        .notification(&account, sid)
+        .await?
+        .ok_or_else(|| ApiError::not_found_resource(sid))?;
+    Ok(Reply::one(format, "Notification", json::notification(&n)))
+}
