@@ -1,12 +1,13 @@
 //! The Calls resource (list with filters, fetch, delete) and Notifications.
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use store::{CallDeletion, CallFilter};
 
 use crate::format::{Format, Reply};
-use crate::params::date_range;
-use crate::{json, paging, resource_sid, ApiError, ApiState};
+use crate::params::{date_range, Params};
+use crate::{json, paging, resource_sid, ApiError, ApiState, LiveUpdate};
 
 type QueryPairs = Query<Vec<(String, String)>>;
 
@@ -94,6 +95,73 @@ pub async fn fetch(
         .await?
         .ok_or_else(|| ApiError::not_found_resource(sid))?;
     Ok(Reply::one(format, "Call", json::call(&call)))
+}
+
+/// Live call control: `Url` (+ `Method`) or `Twiml` redirect the call to new
+/// instructions; `Status=completed` hangs it up, `Status=canceled` cancels it if it is not
+/// answered yet. A finished call cannot be modified (21220).
+pub async fn update(
+    State(state): State<ApiState>,
+    Path((account, call)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let (sid, format) = resource_sid(&call)?;
+    let params = Params::from_body(&body)?;
+    let record = state
+        .store
+        .call(&account, sid)
+        .await?
+        .ok_or_else(|| ApiError::not_found_resource(sid))?;
+    let update = live_update(&params)?;
+    let Some(update) = update else {
+        // Nothing to change (e.g. only callback parameters): answer with the call.
+        return Ok(Reply::one(format, "Call", json::call(&record)));
+    };
+    if record.status.is_final() || !state.calls.update(sid, update) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            21220,
+            format!("Call {sid} is not in-progress. Cannot redirect or end it."),
+        ));
+    }
+    let record = state.store.call(&account, sid).await?.unwrap_or(record);
+    Ok(Reply::one(format, "Call", json::call(&record)))
+}
+
+/// The live update a `POST /Calls/{Sid}` body asks for, validated like Twilio does.
+fn live_update(params: &Params) -> Result<Option<LiveUpdate>, ApiError> {
+    if let Some(status) = params.get("Status") {
+        return match status {
+            "completed" => Ok(Some(LiveUpdate::Complete)),
+            "canceled" => Ok(Some(LiveUpdate::Cancel)),
+            other => Err(ApiError::invalid_parameter(
+                "Status",
+                &format!("{other:?} is not canceled or completed"),
+            )),
+        };
+    }
+    if let Some(twiml) = params.get("Twiml") {
+        if let Err(e) = twiml::parse_voice(twiml) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                21232,
+                format!("Invalid Twiml parameter: {e}"),
+            ));
+        }
+        return Ok(Some(LiveUpdate::Twiml(twiml.to_string())));
+    }
+    match params.url("Url")? {
+        Some(Some(url)) => {
+            let method = params.method("Method")?.unwrap_or_else(|| "POST".into());
+            Ok(Some(LiveUpdate::Redirect { url, method }))
+        }
+        Some(None) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            21205,
+            "Url parameter is empty",
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Deletes a finished call's record; a live call cannot be deleted (409, Twilio's 20009).

@@ -30,6 +30,45 @@ use format::Format;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
+    /// Reaches calls in progress (live call control); the call router implements it.
+    pub calls: std::sync::Arc<dyn CallControl>,
+}
+
+impl ApiState {
+    /// State for a node without live calls (tests, tools): every update finds no call.
+    pub fn without_calls(store: Store) -> ApiState {
+        ApiState {
+            store,
+            calls: std::sync::Arc::new(NoCalls),
+        }
+    }
+}
+
+/// A live update of a call in progress, as `POST /Calls/{Sid}` asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveUpdate {
+    /// Leave the current verb and run the document at `url` (fetched with `method`).
+    Redirect { url: String, method: String },
+    /// Leave the current verb and run this TwiML.
+    Twiml(String),
+    /// `Status=completed`.
+    Complete,
+    /// `Status=canceled`.
+    Cancel,
+}
+
+/// The API's way into running calls. Implemented by the call router's wiring.
+pub trait CallControl: Send + Sync {
+    /// Hands `update` to the call; false when the call is not running on this node.
+    fn update(&self, call_sid: &str, update: LiveUpdate) -> bool;
+}
+
+struct NoCalls;
+
+impl CallControl for NoCalls {
+    fn update(&self, _call_sid: &str, _update: LiveUpdate) -> bool {
+        false
+    }
 }
 
 /// The Twilio REST API routes, with authentication applied.
@@ -39,7 +78,7 @@ pub fn router(state: ApiState) -> Router {
         .route(ACCOUNT, get(accounts::fetch).post(accounts::update))
         .route(
             &format!("{ACCOUNT}/Calls/{{call}}"),
-            get(calls::fetch).delete(calls::delete),
+            get(calls::fetch).post(calls::update).delete(calls::delete),
         )
         .route(
             &format!("{ACCOUNT}/Notifications/{{notification}}"),

@@ -46,7 +46,7 @@ async fn state() -> ApiState {
             .await
             .unwrap();
     }
-    ApiState { store }
+    ApiState::without_calls(store)
 }
 
 async fn get(state: &ApiState, path: &str, user: &str, token: &str) -> (StatusCode, Value) {

@@ -200,10 +200,11 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         cache,
         webhook,
     );
-    tokio::spawn(call_router.run(sip_events));
+    tokio::spawn(call_router.clone().run(sip_events));
 
     let app = api::router(api::ApiState {
         store: store.clone(),
+        calls: Arc::new(RouterCalls(call_router)),
     })
     .merge(demo::router());
     let http = tokio::net::TcpListener::bind(config.http.listen)
@@ -334,6 +335,28 @@ async fn provision(store: &Store, config: &Config) -> Result<Account> {
             .await?;
     }
     Ok(account)
+}
+
+/// The REST API's live call control, carried out by the call router.
+struct RouterCalls(CallRouter);
+
+impl api::CallControl for RouterCalls {
+    fn update(&self, call_sid: &str, update: api::LiveUpdate) -> bool {
+        let update = match update {
+            api::LiveUpdate::Redirect { url, method } => router::CallUpdate::Redirect {
+                url,
+                method: if method.eq_ignore_ascii_case("GET") {
+                    twiml::HttpMethod::Get
+                } else {
+                    twiml::HttpMethod::Post
+                },
+            },
+            api::LiveUpdate::Twiml(xml) => router::CallUpdate::Twiml(xml),
+            api::LiveUpdate::Complete => router::CallUpdate::Complete,
+            api::LiveUpdate::Cancel => router::CallUpdate::Cancel,
+        };
+        self.0.update_call(call_sid, update)
+    }
 }
 
 /// Attaches media processes one after another: spawns the child (in `run` mode), waits for
