@@ -8,6 +8,7 @@
 //! unchanged. This crate holds no business state: it reads and writes through `store`.
 
 mod accounts;
+mod admin;
 mod auth;
 mod calls;
 mod error;
@@ -23,6 +24,7 @@ use axum::Router;
 use rand::Rng;
 use store::Store;
 
+pub use admin::{admin_router, AdminState, TrunkSpec};
 pub use error::ApiError;
 use format::Format;
 

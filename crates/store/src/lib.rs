@@ -7,6 +7,8 @@
 mod migrations;
 mod records;
 mod resources;
+mod trunks;
+pub use trunks::Trunk;
 
 pub use records::*;
 

@@ -84,6 +84,27 @@ const MIGRATIONS: &[&str] = &[
         date_updated INTEGER NOT NULL
      );
      CREATE INDEX api_keys_by_account ON api_keys(account_sid, date_created);",
+    // 5: SIP trunks for outbound calls, and the number prefixes each one serves.
+    "CREATE TABLE trunks (
+        sid TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        gateway TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        username TEXT,
+        password TEXT,
+        caller_id TEXT,
+        dial_prefix TEXT NOT NULL,
+        strip_plus INTEGER NOT NULL,
+        max_channels INTEGER NOT NULL,
+        date_created INTEGER NOT NULL,
+        date_updated INTEGER NOT NULL
+     );
+     CREATE TABLE trunk_prefixes (
+        trunk_sid TEXT NOT NULL REFERENCES trunks(sid) ON DELETE CASCADE,
+        prefix TEXT NOT NULL,
+        PRIMARY KEY (trunk_sid, prefix)
+     );
+     CREATE INDEX trunk_prefixes_by_prefix ON trunk_prefixes(prefix);",
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {

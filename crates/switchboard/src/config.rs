@@ -14,8 +14,31 @@ pub struct Config {
     pub media: MediaSection,
     pub storage: StorageSection,
     pub webhook: WebhookSection,
+    pub admin: AdminSection,
     pub accounts: Vec<AccountEntry>,
     pub numbers: Vec<NumberEntry>,
+    /// `[[trunks]]`: SIP gateways for outbound calls (the admin API's trunk fields + name).
+    pub trunks: Vec<api::TrunkSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// The operators' API (trunks, …); keep it on a private address.
+    pub listen: SocketAddr,
+    pub username: String,
+    /// When absent, one is generated once and kept in `data_dir/admin-password`.
+    pub password: Option<String>,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: ([127, 0, 0, 1], 8081).into(),
+            username: "admin".into(),
+            password: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +192,13 @@ impl Config {
                 bail!("account {} has an empty auth_token", account.sid);
             }
         }
+        for trunk in &self.trunks {
+            let name = trunk.name.clone().unwrap_or_default();
+            trunk
+                .clone()
+                .into_trunk(&name, String::new(), 0)
+                .map_err(|e| anyhow::anyhow!("[[trunks]] {name:?}: {e}"))?;
+        }
         for number in &self.numbers {
             if store::number_digits(&number.number).is_empty() {
                 bail!("number {:?} has no digits", number.number);
@@ -301,6 +331,33 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.media.cores, vec![0, 1]);
         assert_eq!(c.numbers[0].voice_method, "POST");
+    }
+
+    #[test]
+    fn trunks_and_admin_parse() {
+        let text = r#"
+            [admin]
+            listen = "127.0.0.1:9091"
+            password = "pw"
+            [[trunks]]
+            name = "carrier-a"
+            gateway = "127.0.0.1:5090"
+            username = "u"
+            password = "p"
+            prefixes = ["1", "44"]
+        "#;
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.admin.username, "admin");
+        assert_eq!(c.trunks[0].max_channels, 30);
+        assert_eq!(c.trunks[0].prefixes, vec!["1", "44"]);
+        let bad: Config =
+            toml::from_str("[[trunks]]\nname = \"x\"\ngateway = \"nowhere\"").unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("gateway"));
+        assert!(toml::from_str::<Config>(
+            "[[trunks]]\nname = \"x\"\ngateway = \"127.0.0.1:1\"\nbogus = 1"
+        )
+        .is_err());
     }
 
     #[test]

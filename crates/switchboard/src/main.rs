@@ -207,6 +207,19 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         calls: Arc::new(RouterCalls(call_router)),
     })
     .merge(demo::router());
+    let admin = api::admin_router(api::AdminState {
+        store: store.clone(),
+        username: config.admin.username.clone(),
+        password: admin_password(&config)?,
+    });
+    let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("binding the admin API on {}", config.admin.listen))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(admin_listener, admin).await {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
@@ -217,9 +230,11 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
     });
 
     eprintln!(
-        "Switchboard ready\n  SIP      udp:{}\n  HTTP     http://{}\n  account  {} (auth token {})\n  numbers  {}",
+        "Switchboard ready\n  SIP      udp:{}\n  HTTP     http://{}\n  admin    http://{}/admin/v1 (user {})\n  account  {} (auth token {})\n  numbers  {}",
         config.sip.listen,
         config.http.listen,
+        config.admin.listen,
+        config.admin.username,
         account.sid,
         account.auth_token,
         numbers_summary(&config),
@@ -318,6 +333,14 @@ async fn provision(store: &Store, config: &Config) -> Result<Account> {
             })
             .await?;
     }
+    for spec in &config.trunks {
+        let name = spec.name.clone().unwrap_or_default();
+        let trunk = spec
+            .clone()
+            .into_trunk(&name, router::driver::new_sid("TK"), now)
+            .map_err(|e| anyhow::anyhow!("[[trunks]] {name:?}: {e}"))?;
+        store.upsert_trunk(&trunk).await?;
+    }
     for entry in &config.numbers {
         store
             .upsert_number(&PhoneNumber {
@@ -335,6 +358,34 @@ async fn provision(store: &Store, config: &Config) -> Result<Account> {
             .await?;
     }
     Ok(account)
+}
+
+/// The operators' password: from the configuration, else generated once and kept in
+/// `data_dir/admin-password` (mode 0600).
+fn admin_password(config: &Config) -> Result<String> {
+    if let Some(password) = &config.admin.password {
+        return Ok(password.clone());
+    }
+    let path = config.storage.data_dir.join("admin-password");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_string();
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+    }
+    let bytes: [u8; 16] = rand::rng().random();
+    let password = hex::encode(bytes);
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{password}\n").as_bytes())?;
+    eprintln!("admin password generated in {}", path.display());
+    Ok(password)
 }
 
 /// The REST API's live call control, carried out by the call router.

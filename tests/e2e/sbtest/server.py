@@ -56,6 +56,9 @@ class SwitchboardConfig:
     numbers: list[Number]
     sip_port: int = field(default_factory=ports.free_port)
     http_port: int = field(default_factory=lambda: ports.free_port(udp=False))
+    admin_port: int = field(default_factory=lambda: ports.free_port(udp=False))
+    admin_password: str = "operator-secret"
+    trunks: list[dict] = field(default_factory=list)
     rtp_ports: tuple[int, int] = field(default_factory=lambda: ports.free_port_range(400))
     cores: list[int] = field(default_factory=lambda: [max(os.sched_getaffinity(0))])
     webhook_timeout_ms: int = 5000
@@ -65,6 +68,8 @@ class SwitchboardConfig:
         lines = [
             "[sip]", f"listen = {_toml_str(f'127.0.0.1:{self.sip_port}')}", "",
             "[http]", f"listen = {_toml_str(f'127.0.0.1:{self.http_port}')}", "",
+            "[admin]", f"listen = {_toml_str(f'127.0.0.1:{self.admin_port}')}",
+            f"password = {_toml_str(self.admin_password)}", "",
             "[media]", f"rtp_ports = {_toml_str(f'{self.rtp_ports[0]}-{self.rtp_ports[1]}')}",
             f"cores = [{', '.join(map(str, self.cores))}]", "",
             "[storage]", f"data_dir = {_toml_str(str(data_dir))}", "",
@@ -85,6 +90,11 @@ class SwitchboardConfig:
                 lines.append(f"voice_fallback_url = {_toml_str(n.voice_fallback_url)}")
             if n.status_callback:
                 lines.append(f"status_callback = {_toml_str(n.status_callback)}")
+            lines.append("")
+        for trunk in self.trunks:
+            lines.append("[[trunks]]")
+            for key, value in trunk.items():
+                lines.append(f"{key} = {json.dumps(value)}")
             lines.append("")
         text = "\n".join(lines)
         tomllib.loads(text)  # the harness must never hand out a broken config

@@ -1,0 +1,350 @@
+//! The local admin API for operators (a separate listener from the Twilio API, with
+//! operator credentials): SIP trunks today; accounts, numbers and limits later.
+//!
+//! `GET /admin/v1/trunks`, `GET|PUT|DELETE /admin/v1/trunks/{name}`; JSON in and out;
+//! passwords are write-only.
+
+use axum::extract::{Path, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use store::{Store, Trunk};
+
+/// State of the admin routes.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Store,
+    /// Operator credentials (HTTP Basic).
+    pub username: String,
+    pub password: String,
+}
+
+/// An admin API error: `{"code", "message", "status"}`.
+#[derive(Debug)]
+pub struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.0,
+            Json(json!({"code": self.0.as_u16(), "message": self.1, "status": self.0.as_u16()})),
+        )
+            .into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"Switchboard admin\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<store::StoreError> for AdminError {
+    fn from(e: store::StoreError) -> AdminError {
+        tracing::error!(error = %e, "store error in admin request");
+        AdminError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+    }
+}
+
+/// The admin routes, all behind operator authentication.
+pub fn admin_router(state: AdminState) -> Router {
+    Router::new()
+        .route("/admin/v1/trunks", get(list_trunks))
+        .route(
+            "/admin/v1/trunks/{name}",
+            get(fetch_trunk).put(put_trunk).delete(delete_trunk),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            operator,
+        ))
+        .with_state(state)
+}
+
+async fn operator(
+    State(state): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AdminError> {
+    let authorized = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .is_some_and(|text| {
+            let expected = format!("{}:{}", state.username, state.password);
+            text.len() == expected.len()
+                && text
+                    .bytes()
+                    .zip(expected.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+    if !authorized {
+        return Err(AdminError(
+            StatusCode::UNAUTHORIZED,
+            "operator credentials required".into(),
+        ));
+    }
+    Ok(next.run(request).await)
+}
+
+/// A trunk as the admin API shows it (no password).
+pub fn trunk_json(t: &Trunk) -> Value {
+    json!({
+        "sid": t.sid,
+        "name": t.name,
+        "gateway": t.gateway,
+        "transport": t.transport,
+        "username": t.username,
+        "has_password": t.password.is_some(),
+        "caller_id": t.caller_id,
+        "dial_prefix": t.dial_prefix,
+        "strip_plus": t.strip_plus,
+        "max_channels": t.max_channels,
+        "prefixes": t.prefixes,
+    })
+}
+
+async fn list_trunks(State(state): State<AdminState>) -> Result<Json<Value>, AdminError> {
+    let trunks = state.store.trunks().await?;
+    Ok(Json(
+        json!({ "trunks": trunks.iter().map(trunk_json).collect::<Vec<_>>() }),
+    ))
+}
+
+async fn fetch_trunk(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    match state.store.trunk(&name).await? {
+        Some(t) => Ok(Json(trunk_json(&t))),
+        None => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no trunk {name}"),
+        )),
+    }
+}
+
+/// The body of `PUT /admin/v1/trunks/{name}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkSpec {
+    /// Optional in the admin API (the path names the trunk; a different name here is an
+    /// error); required in the configuration file.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub gateway: String,
+    #[serde(default = "udp")]
+    pub transport: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub caller_id: Option<String>,
+    #[serde(default)]
+    pub dial_prefix: String,
+    #[serde(default)]
+    pub strip_plus: bool,
+    #[serde(default = "default_channels")]
+    pub max_channels: u32,
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+}
+
+fn udp() -> String {
+    "udp".into()
+}
+
+fn default_channels() -> u32 {
+    30
+}
+
+impl TrunkSpec {
+    /// Checks the spec and turns it into a trunk record named `name`.
+    pub fn into_trunk(self, name: &str, sid: String, now_ms: i64) -> Result<Trunk, String> {
+        if self.name.as_deref().is_some_and(|n| n != name) {
+            return Err(format!(
+                "name {:?} differs from the trunk's name {name:?}",
+                self.name
+            ));
+        }
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(format!("trunk name {name:?}: use letters, digits, - _ ."));
+        }
+        if self.gateway.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("gateway {:?} must be ip:port", self.gateway));
+        }
+        if self.transport != "udp" {
+            return Err(format!(
+                "transport {:?}: only udp is supported",
+                self.transport
+            ));
+        }
+        if self.max_channels == 0 {
+            return Err("max_channels must be at least 1".into());
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err("username and password go together".into());
+        }
+        Ok(Trunk {
+            sid,
+            name: name.to_string(),
+            gateway: self.gateway,
+            transport: self.transport,
+            username: self.username,
+            password: self.password,
+            caller_id: self.caller_id,
+            dial_prefix: self.dial_prefix,
+            strip_plus: self.strip_plus,
+            max_channels: self.max_channels,
+            prefixes: self.prefixes,
+            date_created: now_ms,
+            date_updated: now_ms,
+        })
+    }
+}
+
+async fn put_trunk(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, AdminError> {
+    let spec: TrunkSpec = serde_json::from_slice(&body)
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("invalid trunk: {e}")))?;
+    let sid = crate::new_sid("TK");
+    let trunk = spec
+        .into_trunk(&name, sid, crate::now_ms())
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, e))?;
+    let stored = state.store.upsert_trunk(&trunk).await?;
+    Ok(Json(trunk_json(&stored)))
+}
+
+async fn delete_trunk(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    if state.store.delete_trunk(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no trunk {name}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn call(
+        state: &AdminState,
+        method: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some((u, p)) = auth {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            request = request.header("Authorization", format!("Basic {token}"));
+        }
+        let response = admin_router(state.clone())
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn state() -> AdminState {
+        AdminState {
+            store: Store::open_in_memory().await.unwrap(),
+            username: "op".into(),
+            password: "pw".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn trunks_are_managed_with_operator_credentials_only() {
+        let s = state().await;
+        let op = Some(("op", "pw"));
+        let (status, _) = call(&s, "GET", "/admin/v1/trunks", None, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(&s, "GET", "/admin/v1/trunks", Some(("op", "nope")), "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let body = r#"{"gateway":"127.0.0.1:5090","username":"u","password":"p","prefixes":["1"],"max_channels":4}"#;
+        let (status, trunk) = call(&s, "PUT", "/admin/v1/trunks/carrier-a", op, body).await;
+        assert_eq!(status, StatusCode::OK, "{trunk}");
+        assert_eq!(trunk["name"], "carrier-a");
+        assert_eq!(trunk["has_password"], true);
+        assert!(trunk.get("password").is_none(), "passwords are write-only");
+        assert!(trunk["sid"].as_str().unwrap().starts_with("TK"));
+        let (_, list) = call(&s, "GET", "/admin/v1/trunks", op, "").await;
+        assert_eq!(list["trunks"][0]["max_channels"], 4);
+        assert_eq!(
+            s.store
+                .trunk_for_number("+15551230000")
+                .await
+                .unwrap()
+                .unwrap()
+                .name,
+            "carrier-a"
+        );
+        let (status, _) = call(&s, "DELETE", "/admin/v1/trunks/carrier-a", op, "").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _) = call(&s, "GET", "/admin/v1/trunks/carrier-a", op, "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn bad_trunks_are_refused_clearly() {
+        let s = state().await;
+        let op = Some(("op", "pw"));
+        for body in [
+            r#"{"gateway":"not-an-address"}"#,
+            r#"{"gateway":"127.0.0.1:5090","transport":"tls"}"#,
+            r#"{"gateway":"127.0.0.1:5090","username":"u"}"#,
+            r#"{"gateway":"127.0.0.1:5090","max_channels":0}"#,
+            r#"{"gateway":"127.0.0.1:5090","surprise":1}"#,
+            "not json",
+        ] {
+            let (status, err) = call(&s, "PUT", "/admin/v1/trunks/t", op, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+            assert!(err["message"].as_str().unwrap().len() > 5);
+        }
+        let (status, _) = call(
+            &s,
+            "PUT",
+            "/admin/v1/trunks/bad%20name",
+            op,
+            r#"{"gateway":"127.0.0.1:5090"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+}
