@@ -9,7 +9,9 @@
 mod negotiate;
 mod session;
 
-pub use negotiate::{answer, answer_offer, negotiate, AudioCodec, Negotiated, NegotiationError};
+pub use negotiate::{
+    answer, answer_offer, negotiate, offer, AudioCodec, Negotiated, NegotiationError,
+};
 pub use session::{
     parse, Direction, MediaDescription, Origin, RtpMap, SdpError, SessionDescription,
 };

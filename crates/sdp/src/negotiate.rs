@@ -87,6 +87,9 @@ pub enum NegotiationError {
 const DEFAULT_PTIME_MS: u16 = 20;
 const TELEPHONE_EVENT: &str = "telephone-event";
 const TELEPHONE_EVENT_CLOCK: u32 = 8000;
+/// RTP carries the payload type in 7 bits (RFC 3550 §5.1): a format number
+/// above this cannot be sent or recognised, so it is never negotiated.
+const MAX_RTP_PAYLOAD_TYPE: u8 = 127;
 
 /// Picks the first offered codec we support (static PT 0/8, or an rtpmap
 /// PCMU/8000 or PCMA/8000), the offered telephone-event/8000 payload type,
@@ -137,6 +140,41 @@ pub fn answer_offer(
 pub fn answer(neg: &Negotiated, local_ip: IpAddr, local_port: u16, session_id: u64) -> String {
     let mut text = session_header(local_ip, session_id);
     write_audio_section(&mut text, neg, local_port, Direction::SendRecv);
+    text
+}
+
+/// Renders our offer for an outbound call: `codecs` in preference order, RFC 4733
+/// telephone-event as `te_pt`, ptime and `a=sendrecv`. The far end's answer goes through
+/// [`negotiate`] like an offer does (it names the codec it chose first).
+pub fn offer(
+    codecs: &[AudioCodec],
+    te_pt: u8,
+    ptime_ms: u16,
+    local_ip: IpAddr,
+    local_port: u16,
+    session_id: u64,
+) -> String {
+    let mut text = session_header(local_ip, session_id);
+    let pts: Vec<String> = codecs
+        .iter()
+        .map(|c| c.payload_type().to_string())
+        .chain(std::iter::once(te_pt.to_string()))
+        .collect();
+    let _ = write!(text, "m=audio {local_port} RTP/AVP {}\r\n", pts.join(" "));
+    for codec in codecs {
+        let _ = write!(
+            text,
+            "a=rtpmap:{} {}/{}\r\n",
+            codec.payload_type(),
+            codec.encoding_name(),
+            codec.clock_rate()
+        );
+    }
+    let _ = write!(
+        text,
+        "a=rtpmap:{te_pt} {TELEPHONE_EVENT}/{TELEPHONE_EVENT_CLOCK}\r\na=fmtp:{te_pt} 0-16\r\n\
+         a=ptime:{ptime_ms}\r\na=sendrecv\r\n"
+    );
     text
 }
 
@@ -231,6 +269,9 @@ fn first_supported_codec(
     supported: &[AudioCodec],
 ) -> Option<(AudioCodec, u8)> {
     media.formats.iter().find_map(|&pt| {
+        if pt > MAX_RTP_PAYLOAD_TYPE {
+            return None;
+        }
         let codec = match media.rtpmap(pt) {
             Some(map) if map.clock_rate == 8000 && map.channels.unwrap_or(1) == 1 => {
                 AudioCodec::from_encoding(&map.encoding)?
@@ -244,10 +285,11 @@ fn first_supported_codec(
 
 fn telephone_event_pt(media: &MediaDescription) -> Option<u8> {
     media.formats.iter().copied().find(|&pt| {
-        media.rtpmap(pt).is_some_and(|map| {
-            map.encoding.eq_ignore_ascii_case(TELEPHONE_EVENT)
-                && map.clock_rate == TELEPHONE_EVENT_CLOCK
-        })
+        pt <= MAX_RTP_PAYLOAD_TYPE
+            && media.rtpmap(pt).is_some_and(|map| {
+                map.encoding.eq_ignore_ascii_case(TELEPHONE_EVENT)
+                    && map.clock_rate == TELEPHONE_EVENT_CLOCK
+            })
     })
 }
 
@@ -435,5 +477,31 @@ mod tests {
         assert_eq!(answered.media[0].port, 0);
         assert_eq!(answered.media[1].port, 9000);
         assert_eq!(answered.media[1].direction, Some(Direction::RecvOnly));
+    }
+
+    /// Found by the sdp_parse fuzz target: `m=audio 5000 RTP/AVP 200` with
+    /// `a=rtpmap:200 PCMU/8000` negotiated payload type 200, which RTP's 7-bit
+    /// field cannot carry (the media plane would send 72 and never match the
+    /// peer's telephone-events).
+    #[test]
+    fn payload_types_above_127_are_never_negotiated() {
+        let offer = parse(
+            "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5000 RTP/AVP 200 201 0 101\r\n\
+             a=rtpmap:200 PCMU/8000\r\na=rtpmap:201 telephone-event/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\n",
+        )
+        .unwrap();
+        let neg = negotiate(&offer, BOTH).unwrap();
+        assert_eq!(neg.payload_type, 0);
+        assert_eq!(neg.telephone_event_pt, Some(101));
+        let only_high = parse(
+            "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5000 RTP/AVP 200\r\n\
+             a=rtpmap:200 PCMU/8000\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            negotiate(&only_high, BOTH),
+            Err(NegotiationError::NoCommonCodec)
+        );
     }
 }
