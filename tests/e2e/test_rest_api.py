@@ -104,3 +104,20 @@ def test_status_callback_completed(switchboard, app, account, tmp_path):
     duration = status.param("CallDuration") or ""
     assert duration.isdigit(), status.describe()
     assert int(duration) <= outcome.ended_at - outcome.started_at + 1, status.describe()
+
+
+def test_status_callback_is_retried_until_delivered(switchboard, app, account, tmp_path):
+    """At-least-once delivery: the app fails the first status callback with 500; the same
+    callback (same SequenceNumber) comes again about a second later and is accepted."""
+    app.answer("/status", "try later", content_type="text/plain", status=500)
+    sid, _ = _finished_call(switchboard, app, account, tmp_path)
+    mine = lambda r: r.param("CallSid") == sid  # noqa: E731
+    first = app.wait_for("/status", timeout=10, where=mine)
+    app.answer("/status", "", content_type="text/plain", status=200)
+    second = app.wait_for("/status", timeout=10, count=2, where=mine)
+    assert second.received_at - first.received_at >= 0.9
+    for request in (first, second):
+        assert request.signature_valid(account.auth_token), request.describe()
+        assert request.param("CallStatus") == "completed"
+    assert first.param("SequenceNumber") == second.param("SequenceNumber")
+    assert first.param("Timestamp") == second.param("Timestamp")

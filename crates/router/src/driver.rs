@@ -400,13 +400,40 @@ impl CallRun<'_> {
                 self.callbacks_sent += 1;
                 let token = self.router.auth_token(&self.account_sid).await;
                 let client = inner.webhook.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = client.request(&webhook_request(&request, token)).await {
-                        tracing::warn!(error = %e, "status callback failed");
-                    }
-                });
+                tokio::spawn(deliver_status_callback(
+                    client,
+                    webhook_request(&request, token),
+                ));
             }
             Output::Finished => self.finished = true,
+        }
+    }
+}
+
+/// Delays before the retries of a status callback that failed.
+const STATUS_CALLBACK_RETRIES: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+];
+
+/// Sends a status callback at least once: failures (connection, timeout, 5xx, …) are
+/// retried with backoff, in its own task, so the call never waits for it.
+async fn deliver_status_callback(client: WebhookClient, request: WebhookRequest) {
+    let mut retries = STATUS_CALLBACK_RETRIES.iter();
+    loop {
+        match client.request(&request).await {
+            Ok(_) => return,
+            Err(e) => match retries.next() {
+                Some(delay) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "status callback failed");
+                    tokio::time::sleep(*delay).await;
+                }
+                None => {
+                    tracing::error!(error = %e, url = %request.url, "status callback given up");
+                    return;
+                }
+            },
         }
     }
 }
