@@ -1,11 +1,13 @@
 //! The data plane: RTP sessions on pinned worker threads fed by shmq rings.
 //!
 //! Layers, bottom up: [`g711`] (codec tables), [`rtp`] (header writing/parsing),
-//! [`dtmf`] (RFC 4733 reception), [`player`] (the play queue), [`session`] (the sans-IO
+//! [`digits`] (RFC 4733 sending), [`dtmf`] (RFC 4733 reception), [`player`] (the play
+//! queue), [`session`] (the sans-IO
 //! core of one RTP session), [`ports`] (per-worker RTP port slices), [`timer`] (a
 //! precise deadline timer), [`worker`] (one worker loop). [`run`] starts one worker per
 //! configured core and supervises them until the control plane goes away.
 
+pub mod digits;
 pub mod dtmf;
 pub mod g711;
 pub mod player;

@@ -1,15 +1,19 @@
-//! The per-session play queue: media items and timed silences, played sample-exactly
-//! into outgoing frames.
+//! The per-session play queue: media items, timed silences and RFC 4733 digit strings,
+//! played in order into outgoing frames.
 //!
-//! Items are concatenated at sample granularity: when one ends in the middle of a frame
-//! the next one starts in the same frame, so a silence of `duration_ms` lasts exactly
-//! `8 * duration_ms` samples. When the queue is empty the frame is padded with the idle
+//! Media and silence items are concatenated at sample granularity: when one ends in the
+//! middle of a frame the next one starts in the same frame, so a silence of `duration_ms`
+//! lasts exactly `8 * duration_ms` samples. A digit string works in whole packets
+//! ([`Player::next_digit_packet`]): it starts on the frame after the item before it ends
+//! (the rest of that frame is silence). When the queue is empty the frame is padded with the idle
 //! silence byte so the RTP stream stays alive. The queue has a fixed capacity chosen at
 //! creation; filling a frame never allocates.
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
+
+use crate::digits::{ActiveEvent, DigitPacket, DigitSender};
 
 /// The bytes of a telephony-ready μ-law file (8 kHz, mono, no header).
 pub enum MediaData {
@@ -75,6 +79,7 @@ enum ItemSource {
     Silence {
         samples_left: u64,
     },
+    Digits(DigitSender),
 }
 
 #[derive(Debug)]
@@ -128,6 +133,55 @@ impl Player {
         })
     }
 
+    /// Queues a digit string (sent packet by packet through [`Player::next_digit_packet`]).
+    pub fn enqueue_digits(&mut self, play_id: u32, digits: DigitSender) -> Result<(), QueueFull> {
+        self.enqueue(PlayItem {
+            play_id,
+            started: false,
+            source: ItemSource::Digits(digits),
+        })
+    }
+
+    /// The telephone event the current item has on the wire (started, not fully ended).
+    pub fn active_event(&self) -> Option<ActiveEvent> {
+        match &self.queue.front()?.source {
+            ItemSource::Digits(sender) => sender.active_event(),
+            _ => None,
+        }
+    }
+
+    /// If the current item is a digit string, advances it by one packet and returns what
+    /// to send; `None` means the frame is audio (call [`Player::fill`]). Digit strings with
+    /// nothing left are removed (and reported) first; an item is reported on the packet
+    /// that ends it.
+    pub fn next_digit_packet(
+        &mut self,
+        samples_per_packet: u32,
+        timestamp: u32,
+        mut on_end: impl FnMut(ItemEnded),
+    ) -> Option<DigitPacket> {
+        loop {
+            let item = self.queue.front_mut()?;
+            let ItemSource::Digits(sender) = &mut item.source else {
+                return None;
+            };
+            item.started = true;
+            let packet = sender.next_packet(samples_per_packet, timestamp);
+            let finished = sender.is_finished();
+            let play_id = item.play_id;
+            if finished {
+                self.queue.pop_front();
+                on_end(ItemEnded {
+                    play_id,
+                    interrupted: false,
+                });
+            }
+            if packet.is_some() {
+                return packet;
+            }
+        }
+    }
+
     fn enqueue(&mut self, item: PlayItem) -> Result<(), QueueFull> {
         if self.queue.len() >= self.capacity {
             return Err(QueueFull);
@@ -169,6 +223,10 @@ impl Player {
             let Some(item) = self.queue.front_mut() else {
                 break;
             };
+            if matches!(item.source, ItemSource::Digits(_)) {
+                // Digit strings start on a packet boundary: next frame.
+                break;
+            }
             let rest = &mut out[filled..];
             let mut finished = false;
             match &mut item.source {
@@ -214,6 +272,7 @@ impl Player {
                     *samples_left -= n as u64;
                     finished = *samples_left == 0;
                 }
+                ItemSource::Digits(_) => break,
             }
             item.started = true;
             if finished {

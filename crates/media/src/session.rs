@@ -3,13 +3,19 @@
 //! A [`Session`] is driven by its owner with the current time: [`Session::poll_transmit`]
 //! writes the next due packet into a caller buffer (one per ptime, on absolute deadlines
 //! `start + n·ptime` so pacing never drifts), and [`Session::handle_datagram`] consumes one
-//! received datagram (symmetric-RTP latching, RFC 4733 digits, counters). Outputs that the
+//! received datagram (symmetric-RTP latching, RFC 4733 digits, counters). Queued digit
+//! strings go out as RFC 4733 telephone-event packets on the same sequence-number space;
+//! [`Session::update`] re-targets a live session (remote, codec, payload types, ptime).
+//! Outputs that the
 //! control plane must hear about are passed to an `FnMut(SessionEvent)` callback. Nothing
 //! here touches a socket, a clock or the allocator after construction.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::digits::{
+    ActiveEvent, BadDigits, DigitPacket, DigitSender, EventPacket, END_PACKETS, TELEPHONE_EVENT_LEN,
+};
 use crate::dtmf::{DtmfDetector, DtmfOutcome};
 use crate::g711;
 use crate::player::{MediaData, PayloadEncoding, Player, QueueFull};
@@ -91,6 +97,16 @@ impl SessionParams {
     }
 }
 
+/// What [`Session::update`] changes: everything the far end's SDP answer decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionUpdate {
+    /// The new destination; the symmetric-RTP latch resets to it.
+    pub remote: SocketAddr,
+    pub codec: PayloadCodec,
+    pub dtmf_payload_type: Option<u8>,
+    pub ptime_ms: u16,
+}
+
 /// Why a session could not be created or a command refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -98,6 +114,16 @@ pub enum SessionError {
     BadPtime(u16),
     #[error("play queue full")]
     QueueFull,
+    #[error("no telephone-event payload type negotiated")]
+    NoTelephoneEvent,
+    #[error("invalid digits to send")]
+    BadDigits,
+}
+
+impl From<BadDigits> for SessionError {
+    fn from(_: BadDigits) -> Self {
+        SessionError::BadDigits
+    }
 }
 
 impl From<QueueFull> for SessionError {
@@ -170,6 +196,8 @@ pub struct Session {
     /// caller never gets media before the 200 OK.
     sending: bool,
     first_packet: bool,
+    /// An event cut short by `stop_playback`: its end packets still to send.
+    ending_event: Option<(ActiveEvent, u8)>,
     player: Player,
     dtmf: DtmfDetector,
     counters: SessionCounters,
@@ -196,6 +224,7 @@ impl Session {
             next_tick: 0,
             sending: false,
             first_packet: true,
+            ending_event: None,
             player: Player::with_capacity(PLAY_QUEUE_CAPACITY),
             dtmf: DtmfDetector::new(),
             counters: SessionCounters::default(),
@@ -217,6 +246,40 @@ impl Session {
 
     pub fn ssrc(&self) -> u32 {
         self.ssrc
+    }
+
+    pub fn dtmf_payload_type(&self) -> Option<u8> {
+        self.dtmf_payload_type
+    }
+
+    pub fn ptime_ms(&self) -> u16 {
+        // ptime is built from a u16 number of milliseconds.
+        self.ptime.as_millis() as u16
+    }
+
+    /// Applies the far end's answer to the live session: same SSRC, sequence numbers and
+    /// timestamps; packets from the next one on use the new codec, telephone-event payload
+    /// type and ptime and go to `remote`, which is also where the latch restarts (the
+    /// first valid RTP from anywhere latches again). The next packet keeps its deadline;
+    /// the grid after it uses the new ptime.
+    pub fn update(&mut self, update: SessionUpdate) -> Result<(), SessionError> {
+        if !PTIME_RANGE_MS.contains(&update.ptime_ms) {
+            return Err(SessionError::BadPtime(update.ptime_ms));
+        }
+        let ptime = Duration::from_millis(u64::from(update.ptime_ms));
+        if ptime != self.ptime {
+            // Re-base the grid on the next deadline so it neither moves nor drifts.
+            self.start = self.next_send_at();
+            self.next_tick = 0;
+            self.ptime = ptime;
+            self.samples_per_packet = u32::from(update.ptime_ms) * SAMPLES_PER_MS;
+        }
+        self.remote = update.remote;
+        self.remote_latched = false;
+        self.codec = update.codec;
+        self.encoding = update.codec.encoding();
+        self.dtmf_payload_type = update.dtmf_payload_type;
+        Ok(())
     }
 
     pub fn counters(&self) -> SessionCounters {
@@ -282,8 +345,22 @@ impl Session {
         Ok(self.player.enqueue_silence(play_id, samples)?)
     }
 
+    /// Queues a digit string (`0-9 * # A-D`, `w` = 500 ms pause) to send as RFC 4733
+    /// telephone events; refused if the session has no telephone-event payload type.
+    pub fn send_digits(&mut self, play_id: u32, digits: &[u8]) -> Result<(), SessionError> {
+        if self.dtmf_payload_type.is_none() {
+            return Err(SessionError::NoTelephoneEvent);
+        }
+        let sender = DigitSender::new(digits)?;
+        Ok(self.player.enqueue_digits(play_id, sender)?)
+    }
+
     /// Ends the current item and empties the queue; each removed item is reported interrupted.
+    /// A telephone event cut short still gets its end packets.
     pub fn stop_playback(&mut self, mut on_event: impl FnMut(SessionEvent)) {
+        if let Some(active) = self.player.active_event() {
+            self.ending_event = Some((active, END_PACKETS));
+        }
         self.player.stop(|ended| {
             on_event(SessionEvent::PlayDone {
                 play_id: ended.play_id,
@@ -322,17 +399,61 @@ impl Session {
             self.counters.late_ticks += behind;
         }
         let (header, payload) = packet.split_at_mut(RTP_HEADER_LEN);
-        let item_started = self.player.fill(payload, self.encoding, |ended| {
-            on_event(SessionEvent::PlayDone {
-                play_id: ended.play_id,
-                interrupted: ended.interrupted,
-            })
-        });
+        // An interrupted event's end packets first, then the queue: a digit string's
+        // packet, else audio.
+        let frame = match self.take_ending_event() {
+            Some(event) => Some(DigitPacket::Event(event)),
+            None => {
+                self.player
+                    .next_digit_packet(self.samples_per_packet, self.timestamp, |ended| {
+                        on_event(SessionEvent::PlayDone {
+                            play_id: ended.play_id,
+                            interrupted: ended.interrupted,
+                        })
+                    })
+            }
+        };
+        let (payload_type, marker, timestamp, packet_len) = match (frame, self.dtmf_payload_type) {
+            (Some(DigitPacket::Event(event)), Some(dtmf_pt)) => {
+                event.write_payload(payload)?;
+                (
+                    dtmf_pt,
+                    self.first_packet || event.marker,
+                    event.timestamp,
+                    RTP_HEADER_LEN + TELEPHONE_EVENT_LEN,
+                )
+            }
+            // A digit string's silence, or an event with no telephone-event payload type
+            // any more (removed by an update): audio silence in its place.
+            (Some(_), _) => {
+                payload.fill(self.encoding.silence);
+                (
+                    self.codec.payload_type(),
+                    self.first_packet,
+                    self.timestamp,
+                    packet_len,
+                )
+            }
+            (None, _) => {
+                let item_started = self.player.fill(payload, self.encoding, |ended| {
+                    on_event(SessionEvent::PlayDone {
+                        play_id: ended.play_id,
+                        interrupted: ended.interrupted,
+                    })
+                });
+                (
+                    self.codec.payload_type(),
+                    self.first_packet || item_started,
+                    self.timestamp,
+                    packet_len,
+                )
+            }
+        };
         RtpHeader {
-            marker: self.first_packet || item_started,
-            payload_type: self.codec.payload_type(),
+            marker,
+            payload_type,
             sequence: self.sequence,
-            timestamp: self.timestamp,
+            timestamp,
             ssrc: self.ssrc,
         }
         .write(header)?;
@@ -346,6 +467,21 @@ impl Session {
             len: packet_len,
             destination: self.remote,
             skipped_ticks,
+        })
+    }
+
+    /// The next end packet of an event cut short by `stop_playback`, if any are left.
+    fn take_ending_event(&mut self) -> Option<EventPacket> {
+        let (active, left) = self.ending_event.take()?;
+        if left > 1 {
+            self.ending_event = Some((active, left - 1));
+        }
+        Some(EventPacket {
+            event: active.event,
+            end: true,
+            duration: active.duration,
+            timestamp: active.timestamp,
+            marker: false,
         })
     }
 
@@ -790,6 +926,222 @@ mod tests {
             s.silence(i, 20).unwrap();
         }
         assert_eq!(s.silence(99, 20), Err(SessionError::QueueFull));
+    }
+
+    /// Sends one packet per tick from `from` (tick index) until `done` says stop or
+    /// `max` packets; returns (packet, events, destination) per packet.
+    fn ticks(
+        s: &mut Session,
+        t0: Instant,
+        from: u32,
+        max: u32,
+    ) -> Vec<(Vec<u8>, Vec<SessionEvent>, SocketAddr)> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        for n in from..from + max {
+            let mut events = Vec::new();
+            let tx = s
+                .poll_transmit(t0 + PTIME * n, &mut buf, |e| events.push(e))
+                .expect("a packet per tick");
+            out.push((buf[..tx.len].to_vec(), events, tx.destination));
+        }
+        out
+    }
+
+    fn done(play_id: u32, interrupted: bool) -> SessionEvent {
+        SessionEvent::PlayDone {
+            play_id,
+            interrupted,
+        }
+    }
+
+    #[test]
+    fn update_changes_destination_codec_payload_types_and_ptime() {
+        let t0 = Instant::now();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
+        // Latch somewhere first: the update must reset the latch.
+        let nat: SocketAddr = "198.51.100.7:61000".parse().unwrap();
+        s.handle_datagram(nat, &rtp_packet(0, 1, 160, &[0xFF; 160]), |_| {});
+        assert!(s.remote_latched());
+        let before = ticks(&mut s, t0, 0, 1);
+        assert_eq!(before[0].2, nat);
+        let p0 = parse_rtp(&before[0].0).unwrap();
+
+        let answer: SocketAddr = "203.0.113.5:7078".parse().unwrap();
+        let update = SessionUpdate {
+            remote: answer,
+            codec: PayloadCodec::Pcma,
+            dtmf_payload_type: Some(96),
+            ptime_ms: 30,
+        };
+        assert_eq!(
+            s.update(SessionUpdate {
+                ptime_ms: 5,
+                ..update
+            }),
+            Err(SessionError::BadPtime(5))
+        );
+        s.update(update).unwrap();
+        assert_eq!(s.remote(), answer);
+        assert!(!s.remote_latched());
+        assert_eq!(s.codec(), PayloadCodec::Pcma);
+        assert_eq!(s.dtmf_payload_type(), Some(96));
+        assert_eq!(s.ptime_ms(), 30);
+        // The next packet keeps its deadline (t0 + 20 ms); the grid then runs at 30 ms.
+        assert_eq!(s.next_send_at(), t0 + PTIME);
+        s.play(1, media(&[7; 480]), 1).unwrap();
+        s.send_digits(2, b"9").unwrap();
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let mut events = Vec::new();
+        let tx = s
+            .poll_transmit(t0 + PTIME, &mut buf, |e| events.push(e))
+            .unwrap();
+        assert_eq!(tx.destination, answer);
+        assert_eq!(tx.len, 12 + 240, "30 ms of A-law");
+        let pkt1 = buf[..tx.len].to_vec();
+        let p1 = parse_rtp(&pkt1).unwrap();
+        assert_eq!(p1.payload_type, 8);
+        assert_eq!(p1.ssrc, p0.ssrc);
+        assert_eq!(p1.sequence, p0.sequence.wrapping_add(1));
+        assert_eq!(p1.timestamp, p0.timestamp.wrapping_add(160));
+        let alaw_7 = g711::ulaw_to_alaw_table()[7];
+        assert!(p1.payload.iter().all(|b| *b == alaw_7), "A-law payload");
+        let t1 = t0 + PTIME;
+        let step = Duration::from_millis(30);
+        assert!(s
+            .poll_transmit(t1 + step - Duration::from_micros(1), &mut buf, |_| {})
+            .is_none());
+        let tx = s
+            .poll_transmit(t1 + step, &mut buf, |e| events.push(e))
+            .unwrap();
+        let p2 = parse_rtp(&buf[..tx.len]).unwrap();
+        assert_eq!(p2.timestamp, p1.timestamp.wrapping_add(240));
+        assert_eq!(events, [done(1, false)]);
+        // The digit goes out with the new telephone-event payload type, to the new address.
+        let tx = s.poll_transmit(t1 + step * 2, &mut buf, |_| {}).unwrap();
+        assert_eq!(tx.destination, answer);
+        let p3 = parse_rtp(&buf[..tx.len]).unwrap();
+        assert_eq!(p3.payload_type, 96);
+        assert!(p3.marker);
+        assert_eq!(p3.payload, &[9, 0x0A, 0x00, 240]);
+        // The first valid RTP after the update latches again.
+        let peer: SocketAddr = "203.0.113.5:40000".parse().unwrap();
+        s.handle_datagram(peer, &rtp_packet(8, 1, 160, &[0xD5; 240]), |_| {});
+        assert_eq!(s.remote(), peer);
+    }
+
+    #[test]
+    fn send_digits_produces_the_rfc4733_sequence() {
+        let t0 = Instant::now();
+        let mut s = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        s.send_digits(5, b"1w2").unwrap();
+        s.start_talkspurt(t0);
+        let packets = ticks(&mut s, t0, 0, 48);
+        let t_start = 0xFFFF_FF00u32;
+        let parsed: Vec<_> = packets.iter().map(|p| parse_rtp(&p.0).unwrap()).collect();
+        for (i, p) in parsed.iter().enumerate() {
+            assert_eq!(p.sequence, 0xFFFEu16.wrapping_add(i as u16), "contiguous");
+            assert_eq!(p.ssrc, 0x1234_5678);
+        }
+        // (packet index, event, ts offset in ticks) of each digit's first packet.
+        let expected_event = |first: usize, event: u8| {
+            let start_ts = t_start.wrapping_add(160 * first as u32);
+            for k in 0..8 {
+                let p = &parsed[first + k];
+                assert_eq!(p.payload_type, 101, "packet {}", first + k);
+                assert_eq!(p.timestamp, start_ts, "event timestamp = its start");
+                assert_eq!(p.marker, k == 0, "marker on the first packet only");
+                let duration: u16 = if k < 5 { 160 * (k as u16 + 1) } else { 800 };
+                let flags = if k < 5 { 0x0A } else { 0x8A };
+                let mut payload = vec![event, flags];
+                payload.extend_from_slice(&duration.to_be_bytes());
+                assert_eq!(p.payload, &payload[..], "packet {}", first + k);
+            }
+        };
+        expected_event(0, 1);
+        // 50 ms after '1' (3 packets) + 'w' 500 ms (25 packets): 28 silence packets.
+        expected_event(36, 2);
+        let silence = |range: std::ops::Range<usize>| {
+            for i in range {
+                let p = &parsed[i];
+                assert_eq!(p.payload_type, 0, "packet {i}");
+                assert!(!p.marker);
+                assert_eq!(p.payload, &[g711::ULAW_SILENCE; 160][..]);
+                assert_eq!(p.timestamp, t_start.wrapping_add(160 * i as u32));
+            }
+        };
+        silence(8..36);
+        let gap_ms = (36 - 8) * 20;
+        assert!((550..=570).contains(&gap_ms), "50 ms + 500 ms pause");
+        silence(44..48);
+        // PlayDone on the last packet of the trailing 50 ms (3 packets), nothing else.
+        for (i, p) in packets.iter().enumerate() {
+            let expected: &[SessionEvent] = if i == 46 { &[done(5, false)] } else { &[] };
+            assert_eq!(p.1, expected, "events at packet {i}");
+        }
+        assert_eq!(s.queued_items(), 0);
+    }
+
+    #[test]
+    fn digits_wait_for_the_packet_boundary_and_need_a_payload_type() {
+        let t0 = Instant::now();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
+        s.play(1, media(&[7; 100]), 1).unwrap();
+        s.send_digits(2, b"").unwrap();
+        s.send_digits(3, b"#").unwrap();
+        assert_eq!(s.send_digits(4, b"1x"), Err(SessionError::BadDigits));
+        assert_eq!(s.send_digits(4, &[b'1'; 33]), Err(SessionError::BadDigits));
+        let packets = ticks(&mut s, t0, 0, 2);
+        let p0 = parse_rtp(&packets[0].0).unwrap();
+        assert_eq!(&p0.payload[..100], &[7; 100][..]);
+        assert!(p0.payload[100..].iter().all(|b| *b == g711::ULAW_SILENCE));
+        assert_eq!(packets[0].1, [done(1, false)]);
+        let p1 = parse_rtp(&packets[1].0).unwrap();
+        assert_eq!((p1.payload_type, p1.marker), (101, true));
+        assert_eq!(p1.payload, &[11, 0x0A, 0, 160]);
+        assert_eq!(
+            packets[1].1,
+            [done(2, false)],
+            "the empty string ends at once"
+        );
+
+        let mut no_pt = params(PayloadCodec::Pcmu);
+        no_pt.dtmf_payload_type = None;
+        let mut s = Session::new(no_pt, t0).unwrap();
+        assert_eq!(s.send_digits(1, b"1"), Err(SessionError::NoTelephoneEvent));
+        assert_eq!(s.queued_items(), 0);
+    }
+
+    #[test]
+    fn stop_playback_interrupts_digits_and_ends_the_event_on_the_wire() {
+        let t0 = Instant::now();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
+        s.send_digits(1, b"123").unwrap();
+        s.silence(2, 1000).unwrap();
+        let first = ticks(&mut s, t0, 0, 2);
+        let ts = parse_rtp(&first[0].0).unwrap().timestamp;
+        let mut events = Vec::new();
+        s.stop_playback(|e| events.push(e));
+        assert_eq!(events, [done(1, true), done(2, true)]);
+        let after = ticks(&mut s, t0, 2, 5);
+        for p in &after[..3] {
+            let p = parse_rtp(&p.0).unwrap();
+            assert_eq!(p.payload_type, 101);
+            assert_eq!(p.timestamp, ts);
+            assert_eq!(p.payload, &[1, 0x8A, 0x01, 0x40], "E bit, duration 320");
+        }
+        for p in &after[3..] {
+            let p = parse_rtp(&p.0).unwrap();
+            assert_eq!(p.payload_type, 0);
+            assert_eq!(p.payload, &[g711::ULAW_SILENCE; 160][..]);
+        }
+        assert!(after.iter().all(|p| p.1.is_empty()));
+        // Stopping during a silence gap sends no end packets.
+        s.send_digits(3, b"4").unwrap();
+        ticks(&mut s, t0, 7, 9);
+        s.stop_playback(|_| {});
+        let p = ticks(&mut s, t0, 16, 1);
+        assert_eq!(parse_rtp(&p[0].0).unwrap().payload_type, 0);
     }
 
     fn rtp_packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {

@@ -27,7 +27,8 @@ use tracing::{debug, warn};
 use crate::player::MediaData;
 use crate::ports::{PortError, PortPool, PortSlice};
 use crate::session::{
-    PayloadCodec, Received, Session, SessionError, SessionEvent, SessionParams, MAX_PACKET_LEN,
+    PayloadCodec, Received, Session, SessionError, SessionEvent, SessionParams, SessionUpdate,
+    MAX_PACKET_LEN,
 };
 use crate::timer::DeadlineTimer;
 use crate::MediaError;
@@ -380,7 +381,74 @@ impl Worker {
                 Some(&index) => self.close_session(index),
                 None => self.unknown_session(session),
             },
+            Command::UpdateSession {
+                session,
+                remote,
+                codec,
+                dtmf_payload_type,
+                ptime_ms,
+            } => {
+                let update = SessionUpdate {
+                    remote,
+                    codec: payload_codec(codec),
+                    dtmf_payload_type,
+                    ptime_ms,
+                };
+                let event = match self.update_session(session, update) {
+                    Ok(()) => Event::SessionUpdated { session },
+                    Err(reason) => Event::SessionFailed { session, reason },
+                };
+                self.outbox.push(event);
+            }
+            Command::SendDigits {
+                session, play_id, ..
+            } => {
+                let was_idle = self.is_idle(session);
+                let result = match self.session_mut(session) {
+                    Some(slot) => {
+                        slot.session
+                            .send_digits(play_id, command.digits())
+                            .map_err(|error| {
+                                warn!(session = session.0, %error, "SendDigits refused");
+                                FailReason::BadCommand
+                            })
+                    }
+                    None => Err(FailReason::UnknownSession),
+                };
+                match result {
+                    Ok(()) => self.begin_item(session, was_idle),
+                    Err(reason) => self.outbox.push(Event::PlayFailed {
+                        session,
+                        play_id,
+                        reason,
+                    }),
+                }
+            }
         }
+    }
+
+    /// Applies an `UpdateSession`; the session keeps its socket, slot and deadline.
+    fn update_session(
+        &mut self,
+        session: SessionId,
+        update: SessionUpdate,
+    ) -> Result<(), FailReason> {
+        let worker = self.index;
+        let rtp_ip = self.rtp_ip;
+        let slot = self
+            .session_mut(session)
+            .ok_or(FailReason::UnknownSession)?;
+        if update.remote.is_ipv4() != rtp_ip.is_ipv4() {
+            warn!(worker, session = session.0, remote = %update.remote, %rtp_ip,
+                  "remote address family differs from the RTP address");
+            return Err(FailReason::BadCommand);
+        }
+        slot.session.update(update).map_err(|error| {
+            warn!(worker, session = session.0, %error, "UpdateSession refused");
+            FailReason::BadCommand
+        })?;
+        debug!(worker, session = session.0, remote = %update.remote, "session updated");
+        Ok(())
     }
 
     fn unknown_session(&mut self, session: SessionId) {

@@ -584,3 +584,118 @@ fn alaw_stop_playback_and_command_errors() {
 
     control.stop().unwrap();
 }
+
+#[test]
+fn outbound_update_then_send_digits() {
+    let dir = TempDir::new("digits");
+    let cache = dir.0.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mut control = Control::start(&dir.0, &cache, 1, 31400);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let session = SessionId(11);
+    // Outbound call: opened before the answer, with a placeholder remote (discard).
+    control.open(0, session, "127.0.0.1:9".parse().unwrap(), Codec::Pcmu);
+
+    // Updating an unknown session, or with a bad ptime, fails; the session is unchanged.
+    let update = |session, ptime_ms| Command::UpdateSession {
+        session,
+        remote: peer.local_addr().unwrap(),
+        codec: Codec::Pcma,
+        dtmf_payload_type: Some(96),
+        ptime_ms,
+    };
+    control.send(0, update(SessionId(12), 20));
+    assert_eq!(
+        control.expect_event(0, "SessionFailed"),
+        Event::SessionFailed {
+            session: SessionId(12),
+            reason: FailReason::UnknownSession
+        }
+    );
+    control.send(0, update(session, 7));
+    assert_eq!(
+        control.expect_event(0, "SessionFailed"),
+        Event::SessionFailed {
+            session,
+            reason: FailReason::BadCommand
+        }
+    );
+    // The 200 OK's answer: the test socket, A-law, telephone-event 96.
+    control.send(0, update(session, 20));
+    assert_eq!(
+        control.expect_event(0, "SessionUpdated"),
+        Event::SessionUpdated { session }
+    );
+
+    control.send(0, Command::send_digits(session, 77, b"12").unwrap());
+    let mut detector = media::dtmf::DtmfDetector::new();
+    let mut digits = Vec::new();
+    let mut end_packets = 0;
+    let mut silence_after = 0;
+    let packets = receive_rtp(&peer, Duration::from_secs(5), |pkt| {
+        let p = parse_rtp(pkt).unwrap();
+        if p.payload_type == 96 {
+            if let media::dtmf::DtmfOutcome::NewDigit(d) =
+                detector.on_packet(p.timestamp, p.payload)
+            {
+                digits.push(d);
+            }
+            let event = media::dtmf::parse_telephone_event(p.payload).unwrap();
+            assert_eq!(event.volume, 10);
+            if event.end {
+                end_packets += 1;
+            }
+        } else {
+            assert_eq!(p.payload_type, 8, "A-law after the update");
+            assert!(p.payload.iter().all(|b| *b == media::g711::ALAW_SILENCE));
+            if end_packets == 6 {
+                silence_after += 1;
+            }
+        }
+        silence_after >= 3
+    });
+    assert_eq!(digits, b"12", "the detector decodes exactly 1 then 2");
+    assert_eq!(end_packets, 6, "three end packets per digit");
+    let parsed: Vec<_> = packets.iter().map(|(_, p)| parse_rtp(p).unwrap()).collect();
+    assert!(parsed[0].marker && parsed[0].payload_type == 96);
+    for pair in parsed.windows(2) {
+        assert_eq!(pair[1].sequence, pair[0].sequence.wrapping_add(1));
+        assert_eq!(pair[1].ssrc, pair[0].ssrc);
+    }
+    // 5 updates + 3 ends + 3 silences (50 ms, rounded up to whole packets) per digit.
+    assert_eq!(parsed.len(), 2 * 11);
+    assert_eq!(
+        control.expect_event(0, "PlayDone"),
+        Event::PlayDone {
+            session,
+            play_id: 77,
+            interrupted: false
+        }
+    );
+
+    // Without a telephone-event payload type, SendDigits is refused.
+    control.send(
+        0,
+        Command::UpdateSession {
+            session,
+            remote: peer.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            dtmf_payload_type: None,
+            ptime_ms: 20,
+        },
+    );
+    assert_eq!(
+        control.expect_event(0, "SessionUpdated"),
+        Event::SessionUpdated { session }
+    );
+    control.send(0, Command::send_digits(session, 78, b"3").unwrap());
+    assert_eq!(
+        control.expect_event(0, "PlayFailed"),
+        Event::PlayFailed {
+            session,
+            play_id: 78,
+            reason: FailReason::BadCommand
+        }
+    );
+    control.stop().unwrap();
+}

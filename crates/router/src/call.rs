@@ -72,6 +72,10 @@ pub enum SipAction {
         status: u16,
     },
     Hangup,
+    /// Place the outbound leg.
+    Invite(Box<sip::endpoint::OutgoingCall>),
+    /// Give up an outbound leg that has not answered.
+    Cancel,
 }
 
 /// An error or warning to record as a Notification.
@@ -92,6 +96,8 @@ pub enum TimerKind {
     PauseUnanswered,
     /// `<Gather>` waiting for (more) digits.
     GatherTimeout,
+    /// An outbound call ringing longer than its `Timeout`.
+    NoAnswer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +143,18 @@ pub enum Input {
     MediaLost,
     /// Live call control (the REST API's call update).
     Control(CallUpdate),
+    /// Outbound leg: a provisional response (180/183).
+    Progress {
+        status: u16,
+    },
+    /// Outbound leg: the far end answered, with its SDP answer.
+    Answered {
+        sdp: Option<Vec<u8>>,
+    },
+    /// Outbound leg: a final failure response (486, 408, 487 after our CANCEL, …).
+    DialFailed {
+        status: u16,
+    },
 }
 
 /// A live update of a call, as `POST /Calls/{Sid}` asks for it.
@@ -200,7 +218,12 @@ pub struct CallConfig {
     pub fallback_method: HttpMethod,
     pub status_callback: Option<String>,
     pub status_callback_method: HttpMethod,
+    /// Which progress events reach the status callback (`initiated`, `ringing`,
+    /// `answered`, `completed`); Twilio's default is `completed` only.
+    pub status_callback_events: Vec<String>,
     pub media: MediaSetup,
+    /// Set for calls we place (Create Call): how to dial the far end.
+    pub outbound: Option<Box<OutboundSetup>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +285,12 @@ enum Step {
     PausingUnanswered,
     /// A `<Gather>` whose prompts are over, waiting for (more) digits.
     WaitingDigits,
+    /// An outbound call being placed (until it answers or fails).
+    Dialing,
+    /// Sending `SendDigits` right after an outbound answer; the app runs afterwards.
+    SendingDigits {
+        play_id: u32,
+    },
     /// Hanging up; waiting for the leg to go.
     Ending,
     Done,
@@ -307,6 +336,8 @@ pub struct Call {
     /// Digits pressed outside a gather are dropped (Twilio does not buffer them).
     outputs: VecDeque<Output>,
     closed_media: bool,
+    /// Outbound: the INVITE has been sent.
+    invited: bool,
 }
 
 impl Call {
@@ -328,6 +359,7 @@ impl Call {
             timer_generation: 0,
             outputs: VecDeque::new(),
             closed_media: false,
+            invited: false,
         }
     }
 
@@ -350,7 +382,17 @@ impl Call {
 
     /// Starts the call: ring, open the media session, request the voice URL.
     pub fn start(&mut self) {
+        if self.config.outbound.is_some() {
+            self.start_outbound();
+            return;
+        }
         self.outputs.push_back(Output::Sip(SipAction::Ringing));
+        self.open_media();
+        self.start_app();
+    }
+
+    /// Opens the call's media session with the negotiated (or, outbound, offered) codec.
+    fn open_media(&mut self) {
         let neg = &self.config.media.negotiated;
         let codec = match neg.codec {
             sdp::AudioCodec::Pcmu => shmq::Codec::Pcmu,
@@ -363,6 +405,10 @@ impl Call {
             dtmf_payload_type: neg.telephone_event_pt,
             ptime_ms: neg.ptime_ms,
         }));
+    }
+
+    /// Requests the voice URL (the call is ringing inbound, or answered outbound).
+    fn start_app(&mut self) {
         match self.config.voice_url.clone() {
             Some(url) => {
                 let method = self.config.voice_method;
@@ -393,6 +439,10 @@ impl Call {
             }
             Input::SessionOpened { local_port } => {
                 self.session = SessionState::Open(local_port);
+                if self.step == Step::Dialing && !self.invited {
+                    self.invite(local_port);
+                    return;
+                }
                 if let Step::AwaitingSession(action) = &self.step {
                     let action = (**action).clone();
                     self.step = Step::Idle;
@@ -405,6 +455,12 @@ impl Call {
                 self.session = SessionState::Failed;
                 self.closed_media = true;
                 self.no_media_resources();
+            }
+            Input::PlayDone { play_id } | Input::PlayFailed { play_id }
+                if self.step == (Step::SendingDigits { play_id }) =>
+            {
+                self.step = Step::Idle;
+                self.start_outbound_app();
             }
             Input::PlayDone { play_id } | Input::PlayFailed { play_id } => {
                 if self.step == (Step::Playing { play_id }) {
@@ -441,6 +497,9 @@ impl Call {
                 self.end(CallStatus::Failed, Some(503));
             }
             Input::Control(update) => self.on_update(update),
+            Input::Progress { status } => self.on_progress(status),
+            Input::Answered { sdp } => self.on_answered(sdp),
+            Input::DialFailed { status } => self.on_dial_failed(status),
         }
     }
 
@@ -942,6 +1001,11 @@ impl Call {
                     self.run();
                 }
             }
+            TimerKind::NoAnswer => {
+                if self.step == Step::Dialing {
+                    self.outputs.push_back(Output::Sip(SipAction::Cancel));
+                }
+            }
             TimerKind::GatherTimeout => {
                 if self.gather.as_ref().is_some_and(|g| !g.finished) {
                     self.finish_gather();
@@ -1022,13 +1086,25 @@ impl Call {
         self.gather = None;
         self.verbs.clear();
         let action = if self.answered {
-            SipAction::Hangup
+            Some(SipAction::Hangup)
+        } else if self.config.outbound.is_some() {
+            // Not answered: cancel the INVITE if it went out.
+            self.invited.then_some(SipAction::Cancel)
         } else {
-            SipAction::Reject {
+            Some(SipAction::Reject {
                 status: reject_status.unwrap_or(603),
-            }
+            })
         };
-        self.outputs.push_back(Output::Sip(action));
+        match action {
+            Some(action) => self.outputs.push_back(Output::Sip(action)),
+            // Nothing was sent: there is no leg to wait for.
+            None => {
+                self.finish(status);
+                self.step = Step::Done;
+                self.outputs.push_back(Output::Finished);
+                return;
+            }
+        }
         self.finish(status);
     }
 
@@ -1058,15 +1134,29 @@ impl Call {
             }));
         }
         self.set_status(status, false);
-        if let Some(url) = self.config.status_callback.clone() {
-            let params = self.config.params.status_callback(status);
-            self.outputs.push_back(Output::StatusCallback(AppRequest {
-                url,
-                method: self.config.status_callback_method,
-                params,
-            }));
-        }
+        self.status_event("completed", status.as_str());
         self.step = Step::Ending;
+    }
+
+    /// Posts the status callback for `event` if the call asked for that event.
+    fn status_event(&mut self, event: &str, call_status: &str) {
+        let Some(url) = self.config.status_callback.clone() else {
+            return;
+        };
+        if !self
+            .config
+            .status_callback_events
+            .iter()
+            .any(|e| e == event)
+        {
+            return;
+        }
+        let params = self.config.params.status_callback(call_status);
+        self.outputs.push_back(Output::StatusCallback(AppRequest {
+            url,
+            method: self.config.status_callback_method,
+            params,
+        }));
     }
 
     // ----- helpers ----------------------------------------------------------------------
@@ -1145,6 +1235,10 @@ pub fn method_name(method: HttpMethod) -> &'static str {
         HttpMethod::Post => "POST",
     }
 }
+
+#[path = "call_outbound.rs"]
+mod outbound;
+pub use outbound::OutboundSetup;
 
 #[cfg(test)]
 #[path = "call_tests.rs"]

@@ -24,6 +24,8 @@ fn config(fallback: Option<&str>, status_callback: Option<&str>) -> CallConfig {
         fallback_method: HttpMethod::Post,
         status_callback: status_callback.map(String::from),
         status_callback_method: HttpMethod::Post,
+        status_callback_events: vec!["completed".into()],
+        outbound: None,
         media: MediaSetup {
             session: SessionId(7),
             negotiated: sdp::Negotiated {
@@ -728,4 +730,209 @@ fn live_complete_hangs_up_and_cancel_only_applies_before_answer() {
         status: CallStatus::Canceled,
         answered: false
     }));
+}
+
+// ----- outbound calls --------------------------------------------------------------------
+
+fn outbound_config(send_digits: Option<&str>, twiml: Option<&str>, events: &[&str]) -> CallConfig {
+    let mut cfg = config(None, Some("http://app.test/status"));
+    cfg.params.direction = "outbound-api".into();
+    cfg.status_callback_events = events.iter().map(|e| e.to_string()).collect();
+    cfg.media.negotiated.remote_rtp = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9);
+    cfg.outbound = Some(Box::new(OutboundSetup {
+        request_uri: "sip:+15551230000@127.0.0.1:5090".into(),
+        destination: "127.0.0.1:5090".parse().unwrap(),
+        from_uri: "sip:+15005550006@127.0.0.1".into(),
+        to_uri: "sip:+15551230000@127.0.0.1:5090".into(),
+        credentials: None,
+        ring_timeout: Duration::from_secs(20),
+        send_digits: send_digits.map(String::from),
+        twiml: twiml.map(String::from),
+    }));
+    cfg
+}
+
+const FAR_END_ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+    t=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n\
+    a=rtpmap:101 telephone-event/8000\r\n";
+
+fn callback_statuses(out: &[Output]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::StatusCallback(r) => param(r, "CallStatus").map(String::from),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Starts an outbound call up to the INVITE; returns the call and the outputs so far.
+fn dialing(cfg: CallConfig) -> (Call, Vec<Output>) {
+    let mut call = Call::new(cfg);
+    call.start();
+    let mut out = drain(&mut call);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Sip(_) | Output::Fetch { .. })),
+        "nothing is sent before the media session exists"
+    );
+    call.handle(Input::SessionOpened { local_port: 20010 });
+    out.extend(drain(&mut call));
+    (call, out)
+}
+
+#[test]
+fn outbound_call_offers_rings_answers_and_runs_the_app() {
+    let events = ["initiated", "ringing", "answered", "completed"];
+    let (mut call, out) = dialing(outbound_config(None, None, &events));
+    let invite = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Sip(SipAction::Invite(call)) => Some(call.clone()),
+            _ => None,
+        })
+        .expect("INVITE");
+    let offer = String::from_utf8(invite.sdp.clone()).unwrap();
+    assert!(offer.contains("m=audio 20010 RTP/AVP 0 8 101"), "{offer}");
+    assert_eq!(invite.request_uri, "sip:+15551230000@127.0.0.1:5090");
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::SetTimer { id, after }
+        if id.kind == TimerKind::NoAnswer && *after == Duration::from_secs(20))));
+    call.handle(Input::Progress { status: 180 });
+    call.handle(Input::Progress { status: 183 });
+    let ringing = drain(&mut call);
+    assert_eq!(
+        callback_statuses(&ringing),
+        ["ringing"],
+        "ringing reported once"
+    );
+    call.handle(Input::Answered {
+        sdp: Some(FAR_END_ANSWER.as_bytes().to_vec()),
+    });
+    let answered = drain(&mut call);
+    assert!(answered.contains(&Output::Media(Command::UpdateSession {
+        session: SessionId(7),
+        remote: "127.0.0.1:7000".parse().unwrap(),
+        codec: shmq::Codec::Pcma,
+        dtmf_payload_type: Some(101),
+        ptime_ms: 20,
+    })));
+    assert!(answered.contains(&Output::Status {
+        status: CallStatus::InProgress,
+        answered: true
+    }));
+    let (_, request) = fetch_of(&answered);
+    assert_eq!(request.url, VOICE_URL);
+    assert_eq!(param(&request, "CallStatus"), Some("in-progress"));
+    assert_eq!(param(&request, "Direction"), Some("outbound-api"));
+    let mut all = out;
+    all.extend(ringing);
+    all.extend(answered);
+    assert_eq!(
+        callback_statuses(&all),
+        ["initiated", "ringing", "in-progress"]
+    );
+}
+
+#[test]
+fn outbound_send_digits_go_before_the_inline_twiml() {
+    let (mut call, _) = dialing(outbound_config(
+        Some("1w2"),
+        Some("<Response><Hangup/></Response>"),
+        &[],
+    ));
+    call.handle(Input::Answered {
+        sdp: Some(FAR_END_ANSWER.as_bytes().to_vec()),
+    });
+    let out = drain(&mut call);
+    let play_id = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Media(Command::SendDigits {
+                play_id,
+                digits,
+                len,
+                ..
+            }) => {
+                assert_eq!(&digits[..usize::from(*len)], b"1w2");
+                Some(*play_id)
+            }
+            _ => None,
+        })
+        .expect("SendDigits");
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Sip(SipAction::Hangup))));
+    call.handle(Input::PlayDone { play_id });
+    let out = drain(&mut call);
+    assert!(
+        out.contains(&Output::Sip(SipAction::Hangup)),
+        "the inline TwiML runs after the digits"
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::Fetch { .. })));
+}
+
+#[test]
+fn outbound_failures_map_to_twilio_statuses() {
+    for (sip_status, status) in [
+        (486, CallStatus::Busy),
+        (603, CallStatus::Busy),
+        (408, CallStatus::NoAnswer),
+        (503, CallStatus::Failed),
+        (404, CallStatus::Failed),
+    ] {
+        let (mut call, _) = dialing(outbound_config(None, None, &["completed"]));
+        call.handle(Input::DialFailed { status: sip_status });
+        let out = drain(&mut call);
+        assert!(
+            out.contains(&Output::Status {
+                status,
+                answered: false
+            }),
+            "{sip_status}"
+        );
+        assert_eq!(callback_statuses(&out), [status.as_str()]);
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Sip(_))),
+            "nothing to send after a final failure"
+        );
+        call.handle(Input::LegTerminated);
+        assert!(call.is_finished());
+    }
+}
+
+#[test]
+fn outbound_ring_timeout_cancels_and_ends_as_no_answer() {
+    let (mut call, out) = dialing(outbound_config(None, None, &[]));
+    let timer = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SetTimer { id, .. } if id.kind == TimerKind::NoAnswer => Some(*id),
+            _ => None,
+        })
+        .unwrap();
+    call.handle(Input::Progress { status: 180 });
+    let _ = drain(&mut call);
+    call.handle(Input::Timer(timer));
+    assert_eq!(drain(&mut call), vec![Output::Sip(SipAction::Cancel)]);
+    call.handle(Input::DialFailed { status: 487 });
+    assert!(drain(&mut call).contains(&Output::Status {
+        status: CallStatus::NoAnswer,
+        answered: false
+    }));
+}
+
+#[test]
+fn outbound_cancel_through_the_api_before_answer() {
+    let (mut call, _) = dialing(outbound_config(None, None, &[]));
+    call.handle(Input::Control(CallUpdate::Cancel));
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Cancel)));
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Canceled,
+        answered: false
+    }));
+    // The 487 that follows changes nothing.
+    call.handle(Input::DialFailed { status: 487 });
+    assert!(drain(&mut call).is_empty());
 }

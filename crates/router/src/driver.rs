@@ -121,10 +121,9 @@ impl CallRouter {
                 SipEvent::Cancelled { leg } => (leg, Input::Cancelled),
                 SipEvent::RemoteHangup { leg } => (leg, Input::RemoteHangup),
                 SipEvent::Terminated { leg, .. } => (leg, Input::LegTerminated),
-                // Outbound legs are not placed by the router yet.
-                SipEvent::Progress { .. } | SipEvent::Answered { .. } | SipEvent::Failed { .. } => {
-                    continue
-                }
+                SipEvent::Progress { leg, status, .. } => (leg, Input::Progress { status }),
+                SipEvent::Answered { leg, sdp } => (leg, Input::Answered { sdp }),
+                SipEvent::Failed { leg, status } => (leg, Input::DialFailed { status }),
             };
             if let Some(call) = lock(&self.inner.legs).get(&leg) {
                 let _ = call.send(input);
@@ -160,7 +159,7 @@ impl CallRouter {
         lock(&self.inner.calls).insert(record.sid.clone(), tx.clone());
         let mut run = CallRun {
             router: &self,
-            leg,
+            leg: Some(leg),
             tx: &tx,
             call_sid: record.sid.clone(),
             account_sid: record.account_sid.clone(),
@@ -254,6 +253,8 @@ impl CallRouter {
             fallback_method: parse_method(&number.voice_fallback_method),
             status_callback: number.status_callback.clone(),
             status_callback_method: parse_method(&number.status_callback_method),
+            status_callback_events: vec!["completed".into()],
+            outbound: None,
             media: MediaSetup {
                 session,
                 negotiated,
@@ -274,7 +275,8 @@ impl CallRouter {
 /// The driver's per-call bookkeeping while carrying out outputs.
 struct CallRun<'a> {
     router: &'a CallRouter,
-    leg: LegId,
+    /// The call's SIP leg (an outbound call has one once its INVITE is sent).
+    leg: Option<LegId>,
     tx: &'a UnboundedSender<Input>,
     call_sid: String,
     account_sid: String,
@@ -349,12 +351,25 @@ impl CallRun<'_> {
                     }
                 }
             }
-            Output::Sip(action) => match action {
-                SipAction::Ringing => inner.sip.ringing(self.leg),
-                SipAction::Answer { sdp } => inner.sip.answer(self.leg, sdp),
-                SipAction::Reject { status } => inner.sip.reject(self.leg, status),
-                SipAction::Hangup => inner.sip.hangup(self.leg),
-            },
+            Output::Sip(SipAction::Invite(call)) => {
+                let leg = inner.sip.invite(*call);
+                lock(&inner.legs).insert(leg, self.tx.clone());
+                self.leg = Some(leg);
+            }
+            Output::Sip(action) => {
+                let Some(leg) = self.leg else {
+                    tracing::warn!(call = %self.call_sid, ?action, "no SIP leg for the action");
+                    return;
+                };
+                match action {
+                    SipAction::Ringing => inner.sip.ringing(leg),
+                    SipAction::Answer { sdp } => inner.sip.answer(leg, sdp),
+                    SipAction::Reject { status } => inner.sip.reject(leg, status),
+                    SipAction::Hangup => inner.sip.hangup(leg),
+                    SipAction::Cancel => inner.sip.cancel(leg),
+                    SipAction::Invite(_) => {}
+                }
+            }
             Output::SetTimer { id, after } => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {

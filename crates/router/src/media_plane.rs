@@ -192,7 +192,7 @@ impl MediaPlane {
             Event::Dtmf { digit, .. } => Input::Dtmf {
                 digit: char::from(digit),
             },
-            Event::SessionClosed { .. } => return,
+            Event::SessionClosed { .. } | Event::SessionUpdated { .. } => return,
         };
         if let Some(call) = lock(&self.inner.sessions).get(&session) {
             let _ = call.send(input);

@@ -47,8 +47,13 @@ impl CallParams {
 
     /// Parameters of the status callback; the driver adds `CallDuration` and `Timestamp`,
     /// which need a clock.
-    pub fn status_callback(&self, status: CallStatus) -> Vec<(String, String)> {
-        let mut params = self.voice(status);
+    pub fn status_callback(&self, call_status: &str) -> Vec<(String, String)> {
+        let mut params = self.voice(CallStatus::Queued);
+        for (name, value) in params.iter_mut() {
+            if name == "CallStatus" {
+                *value = call_status.to_string();
+            }
+        }
         params.push((
             "CallbackSource".to_string(),
             "call-progress-events".to_string(),

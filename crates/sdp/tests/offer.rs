@@ -7,7 +7,14 @@ use sdp::{negotiate, offer, parse, AudioCodec};
 #[test]
 fn offer_round_trips_and_an_answer_negotiates() {
     let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
-    let text = offer(&[AudioCodec::Pcmu, AudioCodec::Pcma], 101, 20, ip, 20_000, 7);
+    let text = offer(
+        &[AudioCodec::Pcmu, AudioCodec::Pcma],
+        101,
+        20,
+        ip,
+        20_000,
+        7,
+    );
     let parsed = parse(&text).unwrap();
     let media = &parsed.media[0];
     assert_eq!(media.port, 20_000);
@@ -18,7 +25,11 @@ fn offer_round_trips_and_an_answer_negotiates() {
     let answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                   m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n\
                   a=rtpmap:101 telephone-event/8000\r\na=ptime:30\r\n";
-    let neg = negotiate(&parse(answer).unwrap(), &[AudioCodec::Pcmu, AudioCodec::Pcma]).unwrap();
+    let neg = negotiate(
+        &parse(answer).unwrap(),
+        &[AudioCodec::Pcmu, AudioCodec::Pcma],
+    )
+    .unwrap();
     assert_eq!(neg.codec, AudioCodec::Pcma);
     assert_eq!(neg.telephone_event_pt, Some(101));
     assert_eq!(neg.ptime_ms, 30);

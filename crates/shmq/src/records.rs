@@ -10,7 +10,7 @@
 //! Command kinds are `1..=15`, event kinds `101..`; the ranges never overlap, so decoding an
 //! event record as a command (or the reverse) is a [`DecodeError::UnknownKind`]. Decoding
 //! validates every enumerated byte (kind, codec, address family, fail reason, booleans, DTMF
-//! digit) and never panics, whatever the record holds.
+//! digit, send-digits characters) and never panics, whatever the record holds.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -22,6 +22,9 @@ pub const RECORD_SIZE: usize = 96;
 
 /// Size in bytes of [`Record::body`].
 pub const RECORD_BODY_SIZE: usize = 80;
+
+/// Most characters one [`Command::SendDigits`] carries (Twilio's `SendDigits` limit).
+pub const MAX_SEND_DIGITS: usize = 32;
 
 /// Identifies one media session; chosen by the control plane, unique among live sessions.
 #[repr(transparent)]
@@ -158,6 +161,29 @@ pub enum Command {
     StopPlayback { session: SessionId },
     /// Stop and free the session; answered by `SessionClosed`.
     CloseSession { session: SessionId },
+    /// Re-targets a live session (an outbound call's answer SDP arrived): new destination
+    /// (the symmetric-RTP latch resets to it), codec, telephone-event payload type and
+    /// ptime. Same socket, SSRC and sequence. Answered by `SessionUpdated`, or
+    /// `SessionFailed { UnknownSession | BadCommand }`.
+    UpdateSession {
+        session: SessionId,
+        remote: SocketAddr,
+        codec: Codec,
+        dtmf_payload_type: Option<u8>,
+        ptime_ms: u16,
+    },
+    /// Queue RFC 4733 digits, played in order with `Play`/`Silence` items and interrupted
+    /// by `StopPlayback`; `PlayDone` when the whole string is sent.
+    ///
+    /// `digits[..len]` are ASCII `0-9 * # A-D`, or `w` for a 500 ms pause; bytes past
+    /// `len` are zero on the wire (and ignored on decode). Build one with
+    /// [`Command::send_digits`]; read the string back with [`Command::digits`].
+    SendDigits {
+        session: SessionId,
+        play_id: u32,
+        digits: [u8; MAX_SEND_DIGITS],
+        len: u8,
+    },
 }
 
 /// A report from a media worker to the control plane.
@@ -190,6 +216,10 @@ pub enum Event {
         session: SessionId,
         packets_sent: u64,
         packets_received: u64,
+    },
+    /// An `UpdateSession` was applied.
+    SessionUpdated {
+        session: SessionId,
     },
 }
 
@@ -224,6 +254,8 @@ pub mod kinds {
     pub const SILENCE: u32 = 3;
     pub const STOP_PLAYBACK: u32 = 4;
     pub const CLOSE_SESSION: u32 = 5;
+    pub const UPDATE_SESSION: u32 = 6;
+    pub const SEND_DIGITS: u32 = 7;
 
     pub const SESSION_OPENED: u32 = 101;
     pub const SESSION_FAILED: u32 = 102;
@@ -231,6 +263,7 @@ pub mod kinds {
     pub const PLAY_FAILED: u32 = 104;
     pub const DTMF: u32 = 105;
     pub const SESSION_CLOSED: u32 = 106;
+    pub const SESSION_UPDATED: u32 = 107;
 }
 
 /// Why a [`Record`] is not a valid [`Command`] or [`Event`].
@@ -248,6 +281,10 @@ pub enum DecodeError {
     BadFlag { field: &'static str, value: u8 },
     #[error("invalid DTMF digit {0:#04x}")]
     BadDtmfDigit(u8),
+    #[error("invalid character {0:#04x} in digits to send (expected 0-9 * # A-D w)")]
+    BadSendDigit(u8),
+    #[error("{0} digits to send, at most {MAX_SEND_DIGITS}")]
+    TooManyDigits(usize),
 }
 
 // ---- body layouts (private; native-endian) ----
@@ -255,6 +292,7 @@ pub enum DecodeError {
 const FAMILY_IPV4: u8 = 4;
 const FAMILY_IPV6: u8 = 6;
 
+/// The body of `OpenSession` and `UpdateSession` (same fields, same layout).
 #[repr(C)]
 #[derive(Pod, Zeroable, Clone, Copy)]
 struct OpenSessionBody {
@@ -286,6 +324,15 @@ struct SilenceBody {
     play_id: u32,
     duration_ms: u32,
     reserved: [u8; 72],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct SendDigitsBody {
+    play_id: u32,
+    len: u8,
+    digits: [u8; MAX_SEND_DIGITS],
+    reserved: [u8; 43],
 }
 
 #[repr(C)]
@@ -359,7 +406,106 @@ pub fn is_dtmf_digit(digit: u8) -> bool {
     matches!(digit, b'0'..=b'9' | b'*' | b'#' | b'A'..=b'D')
 }
 
+/// Whether `c` may appear in a [`Command::SendDigits`]: a DTMF digit or `w` (500 ms pause).
+pub fn is_send_digit(c: u8) -> bool {
+    is_dtmf_digit(c) || c == b'w'
+}
+
+/// Checks a digits string and packs it into the fixed array form (zero past the end).
+fn pack_digits(digits: &[u8]) -> Result<([u8; MAX_SEND_DIGITS], u8), DecodeError> {
+    if digits.len() > MAX_SEND_DIGITS {
+        return Err(DecodeError::TooManyDigits(digits.len()));
+    }
+    let mut packed = [0u8; MAX_SEND_DIGITS];
+    for (slot, &c) in packed.iter_mut().zip(digits) {
+        if !is_send_digit(c) {
+            return Err(DecodeError::BadSendDigit(c));
+        }
+        *slot = c;
+    }
+    // MAX_SEND_DIGITS < 256, checked above.
+    Ok((packed, digits.len() as u8))
+}
+
+fn encode_session_params(
+    remote: SocketAddr,
+    codec: Codec,
+    dtmf_payload_type: Option<u8>,
+    ptime_ms: u16,
+) -> [u8; RECORD_BODY_SIZE] {
+    let mut body = OpenSessionBody::zeroed();
+    match remote {
+        SocketAddr::V4(v4) => {
+            body.family = FAMILY_IPV4;
+            let [a, b, c, d] = v4.ip().octets();
+            body.ip = [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        }
+        SocketAddr::V6(v6) => {
+            body.family = FAMILY_IPV6;
+            body.ip = v6.ip().octets();
+            body.flowinfo = v6.flowinfo();
+            body.scope_id = v6.scope_id();
+        }
+    }
+    body.port = remote.port();
+    body.ptime_ms = ptime_ms;
+    body.codec = codec.payload_type();
+    body.has_dtmf = u8::from(dtmf_payload_type.is_some());
+    body.dtmf_payload_type = dtmf_payload_type.unwrap_or(0);
+    must_cast(body)
+}
+
+/// Decodes an `OpenSession`/`UpdateSession` body: (remote, codec, dtmf PT, ptime).
+fn decode_session_params(
+    body: [u8; RECORD_BODY_SIZE],
+) -> Result<(SocketAddr, Codec, Option<u8>, u16), DecodeError> {
+    let body: OpenSessionBody = must_cast(body);
+    let remote = match body.family {
+        FAMILY_IPV4 => {
+            let [a, b, c, d, ..] = body.ip;
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), body.port))
+        }
+        FAMILY_IPV6 => SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(body.ip),
+            body.port,
+            body.flowinfo,
+            body.scope_id,
+        )),
+        family => return Err(DecodeError::BadAddressFamily(family)),
+    };
+    let codec = Codec::from_payload_type(body.codec).ok_or(DecodeError::BadCodec(body.codec))?;
+    let dtmf_payload_type = flag("has_dtmf", body.has_dtmf)?.then_some(body.dtmf_payload_type);
+    Ok((remote, codec, dtmf_payload_type, body.ptime_ms))
+}
+
 impl Command {
+    /// A [`Command::SendDigits`] for `digits` (`0-9 * # A-D`, `w` = 500 ms pause, at most
+    /// [`MAX_SEND_DIGITS`]); the same checks decoding applies.
+    pub fn send_digits(
+        session: SessionId,
+        play_id: u32,
+        digits: &[u8],
+    ) -> Result<Command, DecodeError> {
+        let (digits, len) = pack_digits(digits)?;
+        Ok(Command::SendDigits {
+            session,
+            play_id,
+            digits,
+            len,
+        })
+    }
+
+    /// The string of a [`Command::SendDigits`] (`digits[..len]`, clamped); empty for
+    /// every other command.
+    pub fn digits(&self) -> &[u8] {
+        match self {
+            Command::SendDigits { digits, len, .. } => {
+                digits.get(..usize::from(*len)).unwrap_or(digits)
+            }
+            _ => &[],
+        }
+    }
+
     /// The session this command concerns.
     pub fn session(&self) -> SessionId {
         match *self {
@@ -367,7 +513,9 @@ impl Command {
             | Command::Play { session, .. }
             | Command::Silence { session, .. }
             | Command::StopPlayback { session }
-            | Command::CloseSession { session } => session,
+            | Command::CloseSession { session }
+            | Command::UpdateSession { session, .. }
+            | Command::SendDigits { session, .. } => session,
         }
     }
 
@@ -380,28 +528,11 @@ impl Command {
                 codec,
                 dtmf_payload_type,
                 ptime_ms,
-            } => {
-                let mut body = OpenSessionBody::zeroed();
-                match remote {
-                    SocketAddr::V4(v4) => {
-                        body.family = FAMILY_IPV4;
-                        let [a, b, c, d] = v4.ip().octets();
-                        body.ip = [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-                    }
-                    SocketAddr::V6(v6) => {
-                        body.family = FAMILY_IPV6;
-                        body.ip = v6.ip().octets();
-                        body.flowinfo = v6.flowinfo();
-                        body.scope_id = v6.scope_id();
-                    }
-                }
-                body.port = remote.port();
-                body.ptime_ms = ptime_ms;
-                body.codec = codec.payload_type();
-                body.has_dtmf = u8::from(dtmf_payload_type.is_some());
-                body.dtmf_payload_type = dtmf_payload_type.unwrap_or(0);
-                record(kinds::OPEN_SESSION, session, must_cast(body))
-            }
+            } => record(
+                kinds::OPEN_SESSION,
+                session,
+                encode_session_params(remote, codec, dtmf_payload_type, ptime_ms),
+            ),
             Command::Play {
                 session,
                 play_id,
@@ -434,6 +565,35 @@ impl Command {
             Command::CloseSession { session } => {
                 record(kinds::CLOSE_SESSION, session, [0; RECORD_BODY_SIZE])
             }
+            Command::UpdateSession {
+                session,
+                remote,
+                codec,
+                dtmf_payload_type,
+                ptime_ms,
+            } => record(
+                kinds::UPDATE_SESSION,
+                session,
+                encode_session_params(remote, codec, dtmf_payload_type, ptime_ms),
+            ),
+            Command::SendDigits {
+                session,
+                play_id,
+                digits,
+                len,
+            } => {
+                let mut body = SendDigitsBody {
+                    play_id,
+                    len,
+                    ..Zeroable::zeroed()
+                };
+                // Only the string goes on the wire; the padding stays zero.
+                let used = digits.get(..usize::from(len)).unwrap_or(&digits);
+                for (slot, c) in body.digits.iter_mut().zip(used) {
+                    *slot = *c;
+                }
+                record(kinds::SEND_DIGITS, session, must_cast(body))
+            }
         }
     }
 
@@ -442,30 +602,38 @@ impl Command {
         let session = SessionId(r.session);
         match r.kind {
             kinds::OPEN_SESSION => {
-                let body: OpenSessionBody = must_cast(r.body);
-                let remote = match body.family {
-                    FAMILY_IPV4 => {
-                        let [a, b, c, d, ..] = body.ip;
-                        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), body.port))
-                    }
-                    FAMILY_IPV6 => SocketAddr::V6(SocketAddrV6::new(
-                        Ipv6Addr::from(body.ip),
-                        body.port,
-                        body.flowinfo,
-                        body.scope_id,
-                    )),
-                    family => return Err(DecodeError::BadAddressFamily(family)),
-                };
-                let codec = Codec::from_payload_type(body.codec)
-                    .ok_or(DecodeError::BadCodec(body.codec))?;
-                let dtmf_payload_type =
-                    flag("has_dtmf", body.has_dtmf)?.then_some(body.dtmf_payload_type);
+                let (remote, codec, dtmf_payload_type, ptime_ms) = decode_session_params(r.body)?;
                 Ok(Command::OpenSession {
                     session,
                     remote,
                     codec,
                     dtmf_payload_type,
-                    ptime_ms: body.ptime_ms,
+                    ptime_ms,
+                })
+            }
+            kinds::UPDATE_SESSION => {
+                let (remote, codec, dtmf_payload_type, ptime_ms) = decode_session_params(r.body)?;
+                Ok(Command::UpdateSession {
+                    session,
+                    remote,
+                    codec,
+                    dtmf_payload_type,
+                    ptime_ms,
+                })
+            }
+            kinds::SEND_DIGITS => {
+                let body: SendDigitsBody = must_cast(r.body);
+                let len = usize::from(body.len);
+                let used = body
+                    .digits
+                    .get(..len)
+                    .ok_or(DecodeError::TooManyDigits(len))?;
+                let (digits, len) = pack_digits(used)?;
+                Ok(Command::SendDigits {
+                    session,
+                    play_id: body.play_id,
+                    digits,
+                    len,
                 })
             }
             kinds::PLAY => {
@@ -501,7 +669,8 @@ impl Event {
             | Event::PlayDone { session, .. }
             | Event::PlayFailed { session, .. }
             | Event::Dtmf { session, .. }
-            | Event::SessionClosed { session, .. } => session,
+            | Event::SessionClosed { session, .. }
+            | Event::SessionUpdated { session } => session,
         }
     }
 
@@ -568,6 +737,9 @@ impl Event {
                 };
                 record(kinds::SESSION_CLOSED, session, must_cast(body))
             }
+            Event::SessionUpdated { session } => {
+                record(kinds::SESSION_UPDATED, session, [0; RECORD_BODY_SIZE])
+            }
         }
     }
 
@@ -623,6 +795,7 @@ impl Event {
                     packets_received: body.packets_received,
                 })
             }
+            kinds::SESSION_UPDATED => Ok(Event::SessionUpdated { session }),
             kind => Err(DecodeError::UnknownKind(kind)),
         }
     }
@@ -698,6 +871,23 @@ mod tests {
             },
             Command::StopPlayback { session: s },
             Command::CloseSession { session: s },
+            Command::UpdateSession {
+                session: s,
+                remote: v4("198.51.100.3:5004"),
+                codec: Codec::Pcma,
+                dtmf_payload_type: Some(96),
+                ptime_ms: 30,
+            },
+            Command::UpdateSession {
+                session: s,
+                remote: "[2001:db8::2]:7078".parse().unwrap(),
+                codec: Codec::Pcmu,
+                dtmf_payload_type: None,
+                ptime_ms: 20,
+            },
+            Command::send_digits(s, 12, b"0123456789*#ABCDw").unwrap(),
+            Command::send_digits(s, 13, &[b'w'; MAX_SEND_DIGITS]).unwrap(),
+            Command::send_digits(s, 14, b"").unwrap(),
         ];
         for command in commands {
             let record = command.encode();
@@ -749,6 +939,7 @@ mod tests {
                 packets_sent: u64::MAX,
                 packets_received: 12,
             },
+            Event::SessionUpdated { session: s },
         ];
         for event in events {
             let record = event.encode();
@@ -828,6 +1019,86 @@ mod tests {
         );
     }
 
+    #[test]
+    fn send_digits_are_validated() {
+        let s = SessionId(5);
+        let command = Command::send_digits(s, 1, b"1w2#").unwrap();
+        assert_eq!(command.digits(), b"1w2#");
+        let Command::SendDigits { digits, len, .. } = command else {
+            panic!("not SendDigits");
+        };
+        assert_eq!(len, 4);
+        assert!(digits[4..].iter().all(|b| *b == 0), "zero past the end");
+        assert_eq!(Command::StopPlayback { session: s }.digits(), b"" as &[u8]);
+
+        assert_eq!(
+            Command::send_digits(s, 1, b"12x"),
+            Err(DecodeError::BadSendDigit(b'x'))
+        );
+        assert_eq!(
+            Command::send_digits(s, 1, b"1W"),
+            Err(DecodeError::BadSendDigit(b'W'))
+        );
+        assert_eq!(
+            Command::send_digits(s, 1, &[b'1'; MAX_SEND_DIGITS + 1]),
+            Err(DecodeError::TooManyDigits(MAX_SEND_DIGITS + 1))
+        );
+
+        let record = command.encode();
+        let mut too_long = record;
+        let mut body: SendDigitsBody = must_cast(too_long.body);
+        body.len = 33;
+        too_long.body = must_cast(body);
+        assert_eq!(
+            Command::decode(&too_long),
+            Err(DecodeError::TooManyDigits(33))
+        );
+        let mut bad_char = record;
+        let mut body: SendDigitsBody = must_cast(bad_char.body);
+        body.digits[2] = b'e';
+        bad_char.body = must_cast(body);
+        assert_eq!(
+            Command::decode(&bad_char),
+            Err(DecodeError::BadSendDigit(b'e'))
+        );
+        // Bytes past `len` are ignored on decode (and zero again once re-encoded).
+        let mut padded = record;
+        let mut body: SendDigitsBody = must_cast(padded.body);
+        body.digits[10] = 0xEE;
+        padded.body = must_cast(body);
+        assert_eq!(Command::decode(&padded), Ok(command));
+
+        // A hand-built command with len beyond the array doesn't panic on encode and
+        // doesn't decode.
+        let odd = Command::SendDigits {
+            session: s,
+            play_id: 1,
+            digits: [b'1'; MAX_SEND_DIGITS],
+            len: 200,
+        };
+        assert_eq!(odd.digits().len(), MAX_SEND_DIGITS);
+        assert_eq!(
+            Command::decode(&odd.encode()),
+            Err(DecodeError::TooManyDigits(200))
+        );
+
+        let mut update = Command::UpdateSession {
+            session: s,
+            remote: v4("10.0.0.1:1000"),
+            codec: Codec::Pcmu,
+            dtmf_payload_type: None,
+            ptime_ms: 20,
+        }
+        .encode();
+        let mut body: OpenSessionBody = must_cast(update.body);
+        body.family = 0;
+        update.body = must_cast(body);
+        assert_eq!(
+            Command::decode(&update),
+            Err(DecodeError::BadAddressFamily(0))
+        );
+    }
+
     fn any_session() -> impl Strategy<Value = SessionId> {
         any::<u64>().prop_map(SessionId)
     }
@@ -882,6 +1153,33 @@ mod tests {
             ),
             any_session().prop_map(|session| Command::StopPlayback { session }),
             any_session().prop_map(|session| Command::CloseSession { session }),
+            (
+                any_session(),
+                any_remote(),
+                any_codec(),
+                any::<Option<u8>>(),
+                any::<u16>()
+            )
+                .prop_map(|(session, remote, codec, dtmf_payload_type, ptime_ms)| {
+                    Command::UpdateSession {
+                        session,
+                        remote,
+                        codec,
+                        dtmf_payload_type,
+                        ptime_ms,
+                    }
+                }),
+            (
+                any_session(),
+                any::<u32>(),
+                proptest::collection::vec(
+                    proptest::sample::select(b"0123456789*#ABCDw".to_vec()),
+                    0..=MAX_SEND_DIGITS
+                )
+            )
+                .prop_map(|(session, play_id, digits)| {
+                    Command::send_digits(session, play_id, &digits).unwrap()
+                }),
         ]
     }
 
@@ -922,20 +1220,46 @@ mod tests {
                     packets_received,
                 }
             ),
+            any_session().prop_map(|session| Event::SessionUpdated { session }),
         ]
+    }
+
+    /// SendDigits records whose bytes are mostly valid digits, so decoding gets past the
+    /// first character check often.
+    fn digit_heavy_record() -> impl Strategy<Value = Record> {
+        let byte = prop_oneof![
+            4 => proptest::sample::select(b"0123456789*#ABCDw".to_vec()),
+            1 => any::<u8>(),
+        ];
+        (
+            any::<u64>(),
+            any::<u32>(),
+            prop_oneof![0u8..=40, any::<u8>()],
+            proptest::collection::vec(byte, MAX_SEND_DIGITS..=MAX_SEND_DIGITS),
+        )
+            .prop_map(|(session, play_id, len, digits)| {
+                let mut body = SendDigitsBody {
+                    play_id,
+                    len,
+                    ..Zeroable::zeroed()
+                };
+                body.digits.copy_from_slice(&digits);
+                record(kinds::SEND_DIGITS, SessionId(session), must_cast(body))
+            })
     }
 
     /// Arbitrary records, with kinds biased toward the valid ones so bodies get exercised.
     fn any_record() -> impl Strategy<Value = Record> {
         let kind = prop_oneof![0u32..=20, 95u32..=115, any::<u32>(),];
-        (kind, any::<u32>(), any::<u64>(), any::<[u8; 80]>()).prop_map(
+        let arbitrary = (kind, any::<u32>(), any::<u64>(), any::<[u8; 80]>()).prop_map(
             |(kind, flags, session, body)| Record {
                 kind,
                 flags,
                 session,
                 body,
             },
-        )
+        );
+        prop_oneof![3 => arbitrary, 1 => digit_heavy_record()]
     }
 
     proptest! {

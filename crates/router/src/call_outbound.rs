@@ -1,0 +1,182 @@
+//! The outbound part of the call core: placing a call we were asked to make (Create Call)
+//! through a trunk, following it through ringing to its answer or failure, then running
+//! the application exactly like an answered inbound call.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shmq::Command;
+use store::CallStatus;
+
+use super::{Call, Output, SipAction, Step, TimerKind};
+
+/// How to dial the far end of an outbound call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundSetup {
+    /// `sip:…@gateway` (a trunk's rules applied) or the `sip:` URI the API was given.
+    pub request_uri: String,
+    /// Where the INVITE goes.
+    pub destination: SocketAddr,
+    pub from_uri: String,
+    pub to_uri: String,
+    pub credentials: Option<sip::endpoint::DigestCredentials>,
+    /// Twilio's `Timeout`: how long it may ring before it is `no-answer`.
+    pub ring_timeout: Duration,
+    /// Twilio's `SendDigits`, sent as RFC 4733 right after the answer.
+    pub send_digits: Option<String>,
+    /// Twilio's `Twiml`: run this instead of requesting the voice URL.
+    pub twiml: Option<String>,
+}
+
+/// RFC 4733 payload type we offer for telephone-events.
+const OFFERED_TELEPHONE_EVENT_PT: u8 = 101;
+
+impl Call {
+    fn outbound_setup(&self) -> Option<&OutboundSetup> {
+        self.config.outbound.as_deref()
+    }
+
+    /// Opens the media session first: its port goes into our offer.
+    pub(super) fn start_outbound(&mut self) {
+        // Created by the API as `queued`; it rings once the far end says so.
+        self.status = CallStatus::Queued;
+        self.step = Step::Dialing;
+        self.open_media();
+    }
+
+    /// Sends the INVITE with our offer, and starts the no-answer timer.
+    pub(super) fn invite(&mut self, local_port: u16) {
+        let Some(setup) = self.outbound_setup().cloned() else {
+            return;
+        };
+        let media = &self.config.media;
+        let sdp = sdp::offer(
+            &[sdp::AudioCodec::Pcmu, sdp::AudioCodec::Pcma],
+            OFFERED_TELEPHONE_EVENT_PT,
+            media.negotiated.ptime_ms,
+            media.local_ip,
+            local_port,
+            media.session.0,
+        );
+        self.invited = true;
+        self.outputs
+            .push_back(Output::Sip(SipAction::Invite(Box::new(
+                sip::endpoint::OutgoingCall {
+                    request_uri: setup.request_uri,
+                    destination: setup.destination,
+                    from_uri: setup.from_uri,
+                    from_display: None,
+                    to_uri: setup.to_uri,
+                    sdp: sdp.into_bytes(),
+                    credentials: setup.credentials,
+                    headers: Vec::new(),
+                },
+            ))));
+        let id = self.timer(TimerKind::NoAnswer);
+        self.outputs.push_back(Output::SetTimer {
+            id,
+            after: setup.ring_timeout,
+        });
+        self.status_event("initiated", "initiated");
+    }
+
+    pub(super) fn on_progress(&mut self, _status: u16) {
+        if self.step == Step::Dialing && self.status != CallStatus::Ringing {
+            self.set_status(CallStatus::Ringing, false);
+            self.status_event("ringing", "ringing");
+        }
+    }
+
+    /// The far end answered: adopt its media, then send digits and run the app.
+    pub(super) fn on_answered(&mut self, answer: Option<Vec<u8>>) {
+        if self.step != Step::Dialing {
+            return;
+        }
+        // The no-answer timer no longer applies.
+        self.timer_generation += 1;
+        self.answered = true;
+        self.step = Step::Idle;
+        self.set_status(CallStatus::InProgress, true);
+        let negotiated = answer
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .and_then(|text| sdp::parse(&text).ok())
+            .and_then(|sdp| {
+                sdp::negotiate(&sdp, &[sdp::AudioCodec::Pcmu, sdp::AudioCodec::Pcma]).ok()
+            });
+        let Some(negotiated) = negotiated else {
+            self.notify(
+                13227,
+                false,
+                "The answer to our offer has no usable audio".into(),
+                None,
+                None,
+            );
+            self.end(CallStatus::Failed, None);
+            return;
+        };
+        let codec = match negotiated.codec {
+            sdp::AudioCodec::Pcmu => shmq::Codec::Pcmu,
+            sdp::AudioCodec::Pcma => shmq::Codec::Pcma,
+        };
+        self.outputs
+            .push_back(Output::Media(Command::UpdateSession {
+                session: self.config.media.session,
+                remote: negotiated.remote_rtp,
+                codec,
+                dtmf_payload_type: negotiated.telephone_event_pt,
+                ptime_ms: negotiated.ptime_ms,
+            }));
+        self.config.media.negotiated = negotiated;
+        self.status_event("answered", "in-progress");
+        let digits = self
+            .outbound_setup()
+            .and_then(|s| s.send_digits.clone())
+            .filter(|d| !d.is_empty());
+        match digits {
+            Some(digits) => self.send_digits(&digits),
+            None => self.start_outbound_app(),
+        }
+    }
+
+    fn send_digits(&mut self, digits: &str) {
+        let play_id = self.play_id();
+        match Command::send_digits(self.config.media.session, play_id, digits.as_bytes()) {
+            Ok(command) => {
+                self.outputs.push_back(Output::Media(command));
+                self.step = Step::SendingDigits { play_id };
+            }
+            Err(e) => {
+                // The API validates SendDigits; anything else is skipped with a warning.
+                self.notify(13221, true, format!("SendDigits not sent: {e}"), None, None);
+                self.start_outbound_app();
+            }
+        }
+    }
+
+    /// Runs the call's instructions: inline `Twiml`, else the voice URL.
+    pub(super) fn start_outbound_app(&mut self) {
+        let twiml = self.outbound_setup().and_then(|s| s.twiml.clone());
+        match twiml {
+            Some(xml) => {
+                let url = self.document_url.clone();
+                self.on_document(url, "text/xml".into(), xml.into_bytes(), false);
+            }
+            None => self.start_app(),
+        }
+    }
+
+    /// A final failure before the answer, in Twilio's statuses.
+    pub(super) fn on_dial_failed(&mut self, status: u16) {
+        if self.step != Step::Dialing {
+            return;
+        }
+        let call_status = match status {
+            486 | 600 | 603 => CallStatus::Busy,
+            // 487: our CANCEL after the ring timeout.
+            408 | 480 | 487 => CallStatus::NoAnswer,
+            _ => CallStatus::Failed,
+        };
+        self.finish(call_status);
+    }
+}
