@@ -7,7 +7,9 @@ use store::{CallDeletion, CallFilter};
 
 use crate::format::{Format, Reply};
 use crate::params::{date_range, Params};
-use crate::{json, paging, resource_sid, ApiError, ApiState, LiveUpdate};
+use crate::{
+    json, paging, resource_sid, ApiError, ApiState, LiveUpdate, PlaceCall, PlaceCallError,
+};
 
 type QueryPairs = Query<Vec<(String, String)>>;
 
@@ -95,6 +97,128 @@ pub async fn fetch(
         .await?
         .ok_or_else(|| ApiError::not_found_resource(sid))?;
     Ok(Reply::one(format, "Call", json::call(&call)))
+}
+
+/// Create Call: validates Twilio's parameters and hands the call to the router, which
+/// stores it as `queued` and dials it (through a trunk, or a `sip:` URI).
+pub async fn create(
+    State(state): State<ApiState>,
+    Path(account): Path<String>,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let format = Format::of_path(uri.path());
+    let params = Params::from_body(&body)?;
+    let required = |name: &str, code: u32| {
+        params
+            .get(name)
+            .filter(|v| !v.trim().is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    code,
+                    format!("Required parameter \"{name}\" missing."),
+                )
+            })
+    };
+    let to = required("To", 21201)?;
+    let from = required("From", 21213)?;
+    let twiml = params.get("Twiml").map(str::to_string);
+    if let Some(xml) = &twiml {
+        if let Err(e) = twiml::parse_voice(xml) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                21232,
+                format!("Invalid Twiml parameter: {e}"),
+            ));
+        }
+    }
+    let url = params.url("Url")?.flatten();
+    if url.is_none() && twiml.is_none() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            21205,
+            "Either Url or Twiml is required",
+        ));
+    }
+    let events: Vec<String> = params
+        .0
+        .iter()
+        .filter(|(k, _)| k == "StatusCallbackEvent")
+        .flat_map(|(_, v)| v.split_whitespace().map(str::to_string))
+        .collect();
+    for event in &events {
+        if !["initiated", "ringing", "answered", "completed"].contains(&event.as_str()) {
+            return Err(ApiError::invalid_parameter("StatusCallbackEvent", event));
+        }
+    }
+    let timeout_seconds = match params.get("Timeout") {
+        None => 60,
+        Some(t) => t
+            .parse::<u32>()
+            .ok()
+            .filter(|t| (1..=600).contains(t))
+            .ok_or_else(|| ApiError::invalid_parameter("Timeout", "must be 1 to 600 seconds"))?,
+    };
+    let send_digits = params.get("SendDigits").map(str::to_string);
+    if let Some(digits) = &send_digits {
+        let valid = digits.len() <= 32
+            && digits
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"*#wABCD".contains(&b));
+        if !valid {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                21218,
+                "Invalid SendDigits: up to 32 of 0-9 * # A-D and w",
+            ));
+        }
+    }
+    let request = PlaceCall {
+        account_sid: account.clone(),
+        to,
+        from,
+        url,
+        method: params.method("Method")?.unwrap_or_else(|| "POST".into()),
+        twiml,
+        fallback_url: params.url("FallbackUrl")?.flatten(),
+        fallback_method: params
+            .method("FallbackMethod")?
+            .unwrap_or_else(|| "POST".into()),
+        status_callback: params.url("StatusCallback")?.flatten(),
+        status_callback_method: params
+            .method("StatusCallbackMethod")?
+            .unwrap_or_else(|| "POST".into()),
+        status_callback_events: if events.is_empty() {
+            vec!["completed".into()]
+        } else {
+            events
+        },
+        timeout_seconds,
+        send_digits,
+    };
+    match state.calls.place(request).await {
+        Ok(record) => Ok(Reply::created(format, "Call", json::call(&record))),
+        Err(PlaceCallError::FromNotOwned) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            21210,
+            "The source phone number provided, From, is not yet verified for your account",
+        )),
+        Err(PlaceCallError::NoRoute) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            21211,
+            "Invalid 'To' Phone Number: no route to it",
+        )),
+        Err(PlaceCallError::Internal(detail)) => {
+            tracing::error!(%detail, "placing a call failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                20500,
+                "An internal server error has occurred",
+            ))
+        }
+    }
 }
 
 /// Live call control: `Url` (+ `Method`) or `Twiml` redirect the call to new

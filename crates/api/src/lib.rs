@@ -59,10 +59,45 @@ pub enum LiveUpdate {
     Cancel,
 }
 
+/// A Create Call request, validated (the call router places it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceCall {
+    pub account_sid: String,
+    pub to: String,
+    pub from: String,
+    pub url: Option<String>,
+    pub method: String,
+    pub twiml: Option<String>,
+    pub fallback_url: Option<String>,
+    pub fallback_method: String,
+    pub status_callback: Option<String>,
+    pub status_callback_method: String,
+    pub status_callback_events: Vec<String>,
+    pub timeout_seconds: u32,
+    pub send_digits: Option<String>,
+}
+
+/// Why a call could not be placed, as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaceCallError {
+    /// 21210: `From` is not one of the account's numbers (or validated caller IDs).
+    FromNotOwned,
+    /// 21211: no trunk or address routes `To`.
+    NoRoute,
+    /// Anything else (20500).
+    Internal(String),
+}
+
+/// A boxed future, for the object-safe [`CallControl`].
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// The API's way into running calls. Implemented by the call router's wiring.
 pub trait CallControl: Send + Sync {
     /// Hands `update` to the call; false when the call is not running on this node.
     fn update(&self, call_sid: &str, update: LiveUpdate) -> bool;
+    /// Places an outbound call and returns its stored record.
+    fn place(&self, request: PlaceCall)
+        -> BoxFuture<'_, Result<store::CallRecord, PlaceCallError>>;
 }
 
 struct NoCalls;
@@ -70,6 +105,13 @@ struct NoCalls;
 impl CallControl for NoCalls {
     fn update(&self, _call_sid: &str, _update: LiveUpdate) -> bool {
         false
+    }
+
+    fn place(
+        &self,
+        _request: PlaceCall,
+    ) -> BoxFuture<'_, Result<store::CallRecord, PlaceCallError>> {
+        Box::pin(async { Err(PlaceCallError::NoRoute) })
     }
 }
 
@@ -102,7 +144,10 @@ pub fn router(state: ApiState) -> Router {
             "/2010-04-01/Accounts".into(),
             get(accounts::list).post(accounts::create),
         ),
-        (format!("{ACCOUNT}/Calls"), get(calls::list)),
+        (
+            format!("{ACCOUNT}/Calls"),
+            get(calls::list).post(calls::create),
+        ),
         (
             format!("{ACCOUNT}/Calls/{{call}}/Notifications"),
             get(calls::list_call_notifications),

@@ -16,6 +16,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use twiml::HttpMethod;
 use webhook::{WebhookClient, WebhookRequest};
 
+use crate::call::OutboundSetup;
 use crate::call::{
     AppRequest, AppResult, Call, CallConfig, CallUpdate, Input, MediaSetup, MediaSource,
     NotificationInfo, Output, SipAction,
@@ -136,11 +137,11 @@ impl CallRouter {
         self,
         incoming: IncomingCall,
         tx: UnboundedSender<Input>,
-        mut rx: UnboundedReceiver<Input>,
+        rx: UnboundedReceiver<Input>,
     ) {
         let leg = incoming.leg;
         let setup = self.setup(&incoming).await;
-        let (mut call, record) = match setup {
+        let (call, record) = match setup {
             Ok(call) => call,
             Err(status) => {
                 self.inner.sip.reject(leg, status);
@@ -154,12 +155,24 @@ impl CallRouter {
             lock(&self.inner.legs).remove(&leg);
             return;
         }
+        self.drive(call, &record, Some(leg), tx, rx).await;
+    }
+
+    /// Runs a call's core until it finishes, carrying out its outputs.
+    async fn drive(
+        &self,
+        mut call: Call,
+        record: &CallRecord,
+        leg: Option<LegId>,
+        tx: UnboundedSender<Input>,
+        mut rx: UnboundedReceiver<Input>,
+    ) {
         let session = call.session();
         self.inner.media.register(session, tx.clone());
         lock(&self.inner.calls).insert(record.sid.clone(), tx.clone());
         let mut run = CallRun {
-            router: &self,
-            leg: Some(leg),
+            router: self,
+            leg,
             tx: &tx,
             call_sid: record.sid.clone(),
             account_sid: record.account_sid.clone(),
@@ -184,7 +197,123 @@ impl CallRouter {
         }
         self.inner.media.unregister(session);
         lock(&self.inner.calls).remove(&run.call_sid);
-        lock(&self.inner.legs).remove(&leg);
+        if let Some(leg) = run.leg {
+            lock(&self.inner.legs).remove(&leg);
+        }
+    }
+
+    /// Places an outbound call (Create Call): routes `to` (a trunk by longest prefix, or
+    /// a `sip:` URI with an IP address), checks `from` is the account's, stores the call as
+    /// `queued` and starts it. Returns the stored record.
+    pub async fn place_call(&self, request: OutboundRequest) -> Result<CallRecord, PlaceError> {
+        let store = &self.inner.store;
+        let from_owned = store
+            .number_by_dialled(&request.from)
+            .await?
+            .is_some_and(|n| n.account_sid == request.account_sid);
+        if !from_owned {
+            return Err(PlaceError::FromNotOwned(request.from));
+        }
+        let account = store
+            .account(&request.account_sid)
+            .await?
+            .ok_or_else(|| PlaceError::NoAccount(request.account_sid.clone()))?;
+        let local = self.inner.sip.local_addr();
+        let (request_uri, destination, credentials, caller_id) =
+            if let Some(uri) = request.to.strip_prefix("sip:") {
+                let host = uri.split(['@']).nth(1).unwrap_or(uri);
+                let host = host.split([';', '?']).next().unwrap_or(host);
+                let destination = host
+                    .parse::<std::net::SocketAddr>()
+                    .or_else(|_| format!("{host}:5060").parse())
+                    .map_err(|_| PlaceError::NoRoute(request.to.clone()))?;
+                (request.to.clone(), destination, None, request.from.clone())
+            } else {
+                let trunk = store
+                    .trunk_for_number(&request.to)
+                    .await?
+                    .ok_or_else(|| PlaceError::NoRoute(request.to.clone()))?;
+                let destination = trunk
+                    .gateway
+                    .parse()
+                    .map_err(|_| PlaceError::NoRoute(request.to.clone()))?;
+                let uri = format!("sip:{}@{}", trunk.dial_user(&request.to), trunk.gateway);
+                let credentials = trunk.username.clone().zip(trunk.password.clone()).map(
+                    |(username, password)| sip::endpoint::DigestCredentials { username, password },
+                );
+                let caller_id = trunk.caller_id.clone().unwrap_or(request.from.clone());
+                (uri, destination, credentials, caller_id)
+            };
+        let now = now_ms();
+        let call_sid = new_sid("CA");
+        let record = CallRecord {
+            sid: call_sid.clone(),
+            account_sid: account.sid.clone(),
+            parent_call_sid: None,
+            from: request.from.clone(),
+            to: request.to.clone(),
+            from_formatted: request.from.clone(),
+            to_formatted: request.to.clone(),
+            direction: "outbound-api".into(),
+            status: CallStatus::Queued,
+            caller_name: None,
+            forwarded_from: None,
+            date_created: now,
+            date_updated: now,
+            start_time: None,
+            end_time: None,
+            duration: None,
+        };
+        store.insert_call(&record).await?;
+        let media_ip = self.inner.config.media_ip;
+        let config = CallConfig {
+            params: CallParams {
+                call_sid,
+                account_sid: account.sid.clone(),
+                from: request.from.clone(),
+                to: request.to.clone(),
+                direction: "outbound-api".into(),
+                caller_name: None,
+                forwarded_from: None,
+                parent_call_sid: None,
+            },
+            voice_url: request.url.clone(),
+            voice_method: request.method,
+            fallback_url: request.fallback_url.clone(),
+            fallback_method: request.fallback_method,
+            status_callback: request.status_callback.clone(),
+            status_callback_method: request.status_callback_method,
+            status_callback_events: request.status_callback_events.clone(),
+            media: MediaSetup {
+                session: shmq::SessionId(rand::rng().random::<u64>() >> 1),
+                // Our offer's defaults until the answer says otherwise; the placeholder
+                // remote (discard port) never gets RTP: nothing is sent before the answer.
+                negotiated: sdp::Negotiated {
+                    codec: sdp::AudioCodec::Pcmu,
+                    payload_type: 0,
+                    remote_rtp: std::net::SocketAddr::new(media_ip, 9),
+                    telephone_event_pt: Some(101),
+                    ptime_ms: 20,
+                },
+                local_ip: media_ip,
+            },
+            outbound: Some(Box::new(OutboundSetup {
+                to_uri: request_uri.clone(),
+                request_uri,
+                destination,
+                from_uri: format!("sip:{caller_id}@{local}"),
+                credentials,
+                ring_timeout: request.timeout,
+                send_digits: request.send_digits.clone(),
+                twiml: request.twiml.clone(),
+            })),
+        };
+        let call = Call::new(config);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let router = self.clone();
+        let started = record.clone();
+        tokio::spawn(async move { router.drive(call, &started, None, tx, rx).await });
+        Ok(record)
     }
 
     /// Number lookup and media negotiation; an Err is the SIP status to reject with.
@@ -270,6 +399,39 @@ impl CallRouter {
             _ => String::new(),
         }
     }
+}
+
+/// A Create Call request, validated by the API.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    pub account_sid: String,
+    /// E.164 number (routed through a trunk) or a `sip:` URI.
+    pub to: String,
+    /// One of the account's numbers.
+    pub from: String,
+    pub url: Option<String>,
+    pub method: HttpMethod,
+    pub twiml: Option<String>,
+    pub fallback_url: Option<String>,
+    pub fallback_method: HttpMethod,
+    pub status_callback: Option<String>,
+    pub status_callback_method: HttpMethod,
+    pub status_callback_events: Vec<String>,
+    pub timeout: Duration,
+    pub send_digits: Option<String>,
+}
+
+/// Why a call could not be placed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    #[error("the From number {0} is not one of the account's numbers")]
+    FromNotOwned(String),
+    #[error("no trunk or address routes {0}")]
+    NoRoute(String),
+    #[error("no account {0}")]
+    NoAccount(String),
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
 }
 
 /// The driver's per-call bookkeeping while carrying out outputs.

@@ -11,5 +11,5 @@ pub mod media_plane;
 pub mod params;
 
 pub use call::{Call, CallConfig, CallUpdate, Input, Output};
-pub use driver::{CallRouter, RouterConfig};
+pub use driver::{CallRouter, OutboundRequest, PlaceError, RouterConfig};
 pub use media_plane::MediaPlane;

@@ -408,6 +408,41 @@ impl api::CallControl for RouterCalls {
         };
         self.0.update_call(call_sid, update)
     }
+
+    fn place(
+        &self,
+        request: api::PlaceCall,
+    ) -> api::BoxFuture<'_, Result<store::CallRecord, api::PlaceCallError>> {
+        let method = |m: &str| {
+            if m.eq_ignore_ascii_case("GET") {
+                twiml::HttpMethod::Get
+            } else {
+                twiml::HttpMethod::Post
+            }
+        };
+        let request = router::OutboundRequest {
+            account_sid: request.account_sid,
+            to: request.to,
+            from: request.from,
+            url: request.url,
+            method: method(&request.method),
+            twiml: request.twiml,
+            fallback_url: request.fallback_url,
+            fallback_method: method(&request.fallback_method),
+            status_callback: request.status_callback,
+            status_callback_method: method(&request.status_callback_method),
+            status_callback_events: request.status_callback_events,
+            timeout: Duration::from_secs(u64::from(request.timeout_seconds)),
+            send_digits: request.send_digits,
+        };
+        Box::pin(async move {
+            self.0.place_call(request).await.map_err(|e| match e {
+                router::PlaceError::FromNotOwned(_) => api::PlaceCallError::FromNotOwned,
+                router::PlaceError::NoRoute(_) => api::PlaceCallError::NoRoute,
+                other => api::PlaceCallError::Internal(other.to_string()),
+            })
+        })
+    }
 }
 
 /// Attaches media processes one after another: spawns the child (in `run` mode), waits for

@@ -1,0 +1,90 @@
+"""Outbound calls (Create Call through the official SDK) over a SIP trunk whose far end
+is SIPp: digest authentication, answer, the inline TwiML runs, status callbacks in
+order; a busy far end; and Twilio's errors for a foreign From, an unrouted To and a
+missing Url/Twiml."""
+
+from __future__ import annotations
+
+import pytest
+from twilio.base.exceptions import TwilioRestException
+
+from sbtest import ports
+from sbtest.flows import wait_call_status
+from sbtest.server import Number, SwitchboardConfig
+from sbtest.sipp import SippCall
+from sbtest.standard import MAIN
+
+FAR_END = "+15551230000"
+
+
+def _switchboard_with_trunk(make_switchboard, app, account, far_end_port: int):
+    return make_switchboard(SwitchboardConfig(
+        accounts=[account], numbers=[Number(account, MAIN, app.url("/voice"))],
+        trunks=[{"name": "carrier", "gateway": f"127.0.0.1:{far_end_port}",
+                 "username": "alice", "password": "s3cret", "prefixes": ["1"]}]))
+
+
+def test_outbound_call_through_a_trunk_with_digest_auth(make_switchboard, app, account, tmp_path):
+    far_port = ports.free_port()
+    far_end = SippCall("uas_digest_answer.xml", tmp_path / "far", local_port=far_port,
+                       timeout_s=30)
+    try:
+        sb = _switchboard_with_trunk(make_switchboard, app, account, far_port)
+        client = sb.client(account)
+        call = client.calls.create(
+            to=FAR_END, from_=MAIN,
+            twiml="<Response><Say>Hello from an outbound call.</Say><Hangup/></Response>",
+            status_callback=app.url("/status"),
+            status_callback_event=["initiated", "answered", "completed"])
+        assert call.sid.startswith("CA") and call.status == "queued"
+        assert call.direction == "outbound-api"
+        result = far_end.wait()
+    finally:
+        far_end.kill()
+    assert result.returncode == 0, result.explain()
+    done = wait_call_status(client, call.sid, {"completed"}, timeout=15)
+    assert done.status == "completed"
+    assert int(done.duration) >= 1
+    callbacks = [app.wait_for("/status", timeout=10, count=n,
+                              where=lambda r: r.param("CallSid") == call.sid)
+                 for n in (1, 2, 3)]
+    assert [c.param("CallStatus") for c in callbacks] == ["initiated", "in-progress", "completed"]
+    assert [c.param("SequenceNumber") for c in callbacks] == ["0", "1", "2"]
+    for c in callbacks:
+        assert c.signature_valid(account.auth_token), c.describe()
+        assert c.param("Direction") == "outbound-api"
+
+
+def test_outbound_call_to_a_busy_far_end(make_switchboard, app, account, tmp_path):
+    far_port = ports.free_port()
+    far_end = SippCall("uas_reply_486.xml", tmp_path / "far", local_port=far_port, timeout_s=30)
+    try:
+        sb = _switchboard_with_trunk(make_switchboard, app, account, far_port)
+        client = sb.client(account)
+        call = client.calls.create(to=FAR_END, from_=MAIN, url=app.url("/voice"),
+                                   status_callback=app.url("/status"))
+        result = far_end.wait()
+    finally:
+        far_end.kill()
+    assert result.returncode == 0, result.explain()
+    assert wait_call_status(client, call.sid, {"busy"}, timeout=15).status == "busy"
+    status = app.wait_for("/status", timeout=10, where=lambda r: r.param("CallSid") == call.sid)
+    assert status.param("CallStatus") == "busy"
+    assert app.requests("/voice") == [], "an unanswered call never requests its Url"
+
+
+def test_create_call_errors(make_switchboard, app, account):
+    sb = _switchboard_with_trunk(make_switchboard, app, account, ports.free_port())
+    client = sb.client(account)
+    cases = [
+        (dict(to=FAR_END, from_="+15559999999", url=app.url("/voice")), 21210),
+        (dict(to="+442071234567", from_=MAIN, url=app.url("/voice")), 21211),
+        (dict(to=FAR_END, from_=MAIN), 21205),
+        (dict(to=FAR_END, from_=MAIN, twiml="<Response><Nope/></Response>"), 21232),
+        (dict(to=FAR_END, from_=MAIN, url=app.url("/voice"), send_digits="12x"), 21218),
+    ]
+    for kwargs, code in cases:
+        with pytest.raises(TwilioRestException) as error:
+            client.calls.create(**kwargs)
+        assert error.value.code == code, (kwargs, error.value.msg)
+        assert error.value.status == 400
