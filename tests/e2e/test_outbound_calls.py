@@ -5,12 +5,14 @@ missing Url/Twiml."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
 from sbtest import ports
 from sbtest.flows import wait_call_status
-from sbtest.server import Number, SwitchboardConfig
+from sbtest.server import Number, Switchboard, SwitchboardConfig
 from sbtest.sipp import SippCall
 from sbtest.standard import MAIN
 
@@ -88,3 +90,37 @@ def test_create_call_errors(make_switchboard, app, account):
             client.calls.create(**kwargs)
         assert error.value.code == code, (kwargs, error.value.msg)
         assert error.value.status == 400
+
+
+def test_accepted_call_survives_a_restart_before_it_is_dialled(make_switchboard, app, account,
+                                                                tmp_path):
+    """The control plane alone (no media plane yet) accepts a call: 201, queued, not dialled.
+    It stops; the same data directory started with `run` dials it and it completes."""
+    far_port = ports.free_port()
+    config = SwitchboardConfig(
+        accounts=[account], numbers=[Number(account, MAIN, app.url("/voice"))],
+        trunks=[{"name": "carrier", "gateway": f"127.0.0.1:{far_port}",
+                 "username": "alice", "password": "s3cret", "prefixes": ["1"]}])
+    first = make_switchboard(config, name="control only", mode="control")
+    call = first.client(account).calls.create(
+        to=FAR_END, from_=MAIN, twiml="<Response><Say>Still here.</Say><Hangup/></Response>")
+    assert call.status == "queued"
+    time.sleep(1.0)
+    assert first.client(account).calls(call.sid).fetch().status == "queued", \
+        "no media plane: the call must wait, not fail"
+    first.stop()
+
+    far_end = SippCall("uas_digest_answer.xml", tmp_path / "far", local_port=far_port,
+                       timeout_s=30)
+    try:
+        second = Switchboard(first.binary, first.workdir, config, name="restarted")
+        second.start()
+        try:
+            result = far_end.wait()
+            assert result.returncode == 0, result.explain()
+            done = wait_call_status(second.client(account), call.sid, {"completed"}, timeout=15)
+            assert done.direction == "outbound-api"
+        finally:
+            second.stop()
+    finally:
+        far_end.kill()

@@ -202,9 +202,10 @@ impl CallRouter {
         }
     }
 
-    /// Places an outbound call (Create Call): routes `to` (a trunk by longest prefix, or
-    /// a `sip:` URI with an IP address), checks `from` is the account's, stores the call as
-    /// `queued` and starts it. Returns the stored record.
+    /// Places an outbound call (Create Call): checks `from` is the account's and that `to`
+    /// routes (a trunk by longest prefix, or a `sip:` URI with an IP address), stores the
+    /// call as `queued` with its request (durable: a restart before it is dialled loses
+    /// nothing), and dials it as soon as the media plane is up. Returns the stored record.
     pub async fn place_call(&self, request: OutboundRequest) -> Result<CallRecord, PlaceError> {
         let store = &self.inner.store;
         let from_owned = store
@@ -218,36 +219,10 @@ impl CallRouter {
             .account(&request.account_sid)
             .await?
             .ok_or_else(|| PlaceError::NoAccount(request.account_sid.clone()))?;
-        let local = self.inner.sip.local_addr();
-        let (request_uri, destination, credentials, caller_id) =
-            if let Some(uri) = request.to.strip_prefix("sip:") {
-                let host = uri.split(['@']).nth(1).unwrap_or(uri);
-                let host = host.split([';', '?']).next().unwrap_or(host);
-                let destination = host
-                    .parse::<std::net::SocketAddr>()
-                    .or_else(|_| format!("{host}:5060").parse())
-                    .map_err(|_| PlaceError::NoRoute(request.to.clone()))?;
-                (request.to.clone(), destination, None, request.from.clone())
-            } else {
-                let trunk = store
-                    .trunk_for_number(&request.to)
-                    .await?
-                    .ok_or_else(|| PlaceError::NoRoute(request.to.clone()))?;
-                let destination = trunk
-                    .gateway
-                    .parse()
-                    .map_err(|_| PlaceError::NoRoute(request.to.clone()))?;
-                let uri = format!("sip:{}@{}", trunk.dial_user(&request.to), trunk.gateway);
-                let credentials = trunk.username.clone().zip(trunk.password.clone()).map(
-                    |(username, password)| sip::endpoint::DigestCredentials { username, password },
-                );
-                let caller_id = trunk.caller_id.clone().unwrap_or(request.from.clone());
-                (uri, destination, credentials, caller_id)
-            };
+        self.route(&request).await?;
         let now = now_ms();
-        let call_sid = new_sid("CA");
         let record = CallRecord {
-            sid: call_sid.clone(),
+            sid: new_sid("CA"),
             account_sid: account.sid.clone(),
             parent_call_sid: None,
             from: request.from.clone(),
@@ -264,12 +239,113 @@ impl CallRouter {
             end_time: None,
             duration: None,
         };
-        store.insert_call(&record).await?;
+        store
+            .insert_call_request(&record, &request.to_json())
+            .await?;
+        self.dial_when_media_is_up(record.clone(), request);
+        Ok(record)
+    }
+
+    /// Dials the calls accepted before a restart and not dialled yet.
+    pub async fn resume_pending_calls(&self) -> Result<usize, PlaceError> {
+        let pending = self.inner.store.pending_call_requests().await?;
+        let count = pending.len();
+        for (record, json) in pending {
+            match OutboundRequest::from_json(&json) {
+                Some(request) => self.dial_when_media_is_up(record, request),
+                None => {
+                    tracing::error!(call = %record.sid, "unreadable stored call request");
+                    self.inner.store.delete_call_request(&record.sid).await?;
+                    self.inner
+                        .store
+                        .update_call_status(&record.sid, CallStatus::Failed, now_ms(), false)
+                        .await?;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    fn dial_when_media_is_up(&self, record: CallRecord, request: OutboundRequest) {
+        let router = self.clone();
+        tokio::spawn(async move {
+            while !router.inner.media.is_attached() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let store = &router.inner.store;
+            match store.call(&record.account_sid, &record.sid).await {
+                Ok(Some(current)) if current.status == CallStatus::Queued => {}
+                // Canceled (or gone) while it waited.
+                _ => {
+                    let _ = store.delete_call_request(&record.sid).await;
+                    return;
+                }
+            }
+            match router.route(&request).await {
+                Ok(route) => {
+                    let call = Call::new(router.outbound_config(&record, &request, route));
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    router.drive(call, &record, None, tx, rx).await;
+                }
+                Err(e) => {
+                    tracing::warn!(call = %record.sid, error = %e, "call cannot be dialled");
+                    let _ = store
+                        .update_call_status(&record.sid, CallStatus::Failed, now_ms(), false)
+                        .await;
+                }
+            }
+            let _ = store.delete_call_request(&record.sid).await;
+        });
+    }
+
+    /// Where and how to dial `request.to`.
+    async fn route(&self, request: &OutboundRequest) -> Result<Route, PlaceError> {
+        if let Some(uri) = request.to.strip_prefix("sip:") {
+            let host = uri.split('@').nth(1).unwrap_or(uri);
+            let host = host.split([';', '?']).next().unwrap_or(host);
+            let destination = host
+                .parse::<std::net::SocketAddr>()
+                .or_else(|_| format!("{host}:5060").parse())
+                .map_err(|_| PlaceError::NoRoute(request.to.clone()))?;
+            return Ok(Route {
+                request_uri: request.to.clone(),
+                destination,
+                credentials: None,
+                caller_id: request.from.clone(),
+            });
+        }
+        let trunk = self
+            .inner
+            .store
+            .trunk_for_number(&request.to)
+            .await?
+            .ok_or_else(|| PlaceError::NoRoute(request.to.clone()))?;
+        let destination = trunk
+            .gateway
+            .parse()
+            .map_err(|_| PlaceError::NoRoute(request.to.clone()))?;
+        Ok(Route {
+            request_uri: format!("sip:{}@{}", trunk.dial_user(&request.to), trunk.gateway),
+            destination,
+            credentials: trunk.username.clone().zip(trunk.password.clone()).map(
+                |(username, password)| sip::endpoint::DigestCredentials { username, password },
+            ),
+            caller_id: trunk.caller_id.clone().unwrap_or(request.from.clone()),
+        })
+    }
+
+    fn outbound_config(
+        &self,
+        record: &CallRecord,
+        request: &OutboundRequest,
+        route: Route,
+    ) -> CallConfig {
         let media_ip = self.inner.config.media_ip;
-        let config = CallConfig {
+        let local = self.inner.sip.local_addr();
+        CallConfig {
             params: CallParams {
-                call_sid,
-                account_sid: account.sid.clone(),
+                call_sid: record.sid.clone(),
+                account_sid: record.account_sid.clone(),
                 from: request.from.clone(),
                 to: request.to.clone(),
                 direction: "outbound-api".into(),
@@ -298,22 +374,16 @@ impl CallRouter {
                 local_ip: media_ip,
             },
             outbound: Some(Box::new(OutboundSetup {
-                to_uri: request_uri.clone(),
-                request_uri,
-                destination,
-                from_uri: format!("sip:{caller_id}@{local}"),
-                credentials,
+                to_uri: route.request_uri.clone(),
+                request_uri: route.request_uri,
+                destination: route.destination,
+                from_uri: format!("sip:{}@{local}", route.caller_id),
+                credentials: route.credentials,
                 ring_timeout: request.timeout,
                 send_digits: request.send_digits.clone(),
                 twiml: request.twiml.clone(),
             })),
-        };
-        let call = Call::new(config);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let router = self.clone();
-        let started = record.clone();
-        tokio::spawn(async move { router.drive(call, &started, None, tx, rx).await });
-        Ok(record)
+        }
     }
 
     /// Number lookup and media negotiation; an Err is the SIP status to reject with.
@@ -402,7 +472,7 @@ impl CallRouter {
 }
 
 /// A Create Call request, validated by the API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutboundRequest {
     pub account_sid: String,
     /// E.164 number (routed through a trunk) or a `sip:` URI.
@@ -419,6 +489,62 @@ pub struct OutboundRequest {
     pub status_callback_events: Vec<String>,
     pub timeout: Duration,
     pub send_digits: Option<String>,
+}
+
+/// Where and how an outbound call is dialled.
+struct Route {
+    request_uri: String,
+    destination: std::net::SocketAddr,
+    credentials: Option<sip::endpoint::DigestCredentials>,
+    caller_id: String,
+}
+
+impl OutboundRequest {
+    /// The request as stored between acceptance and dialling.
+    fn to_json(&self) -> String {
+        serde_json::json!({
+            "account_sid": self.account_sid,
+            "to": self.to,
+            "from": self.from,
+            "url": self.url,
+            "method": crate::call::method_name(self.method),
+            "twiml": self.twiml,
+            "fallback_url": self.fallback_url,
+            "fallback_method": crate::call::method_name(self.fallback_method),
+            "status_callback": self.status_callback,
+            "status_callback_method": crate::call::method_name(self.status_callback_method),
+            "status_callback_events": self.status_callback_events,
+            "timeout_ms": self.timeout.as_millis() as u64,
+            "send_digits": self.send_digits,
+        })
+        .to_string()
+    }
+
+    fn from_json(text: &str) -> Option<OutboundRequest> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        let string = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        let method = |k: &str| parse_method(v.get(k).and_then(|x| x.as_str()).unwrap_or("POST"));
+        Some(OutboundRequest {
+            account_sid: string("account_sid")?,
+            to: string("to")?,
+            from: string("from")?,
+            url: string("url"),
+            method: method("method"),
+            twiml: string("twiml"),
+            fallback_url: string("fallback_url"),
+            fallback_method: method("fallback_method"),
+            status_callback: string("status_callback"),
+            status_callback_method: method("status_callback_method"),
+            status_callback_events: v
+                .get("status_callback_events")?
+                .as_array()?
+                .iter()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect(),
+            timeout: Duration::from_millis(v.get("timeout_ms")?.as_u64()?),
+            send_digits: string("send_digits"),
+        })
+    }
 }
 
 /// Why a call could not be placed.
@@ -679,5 +805,35 @@ fn caller_id(user: &str, uri: &str) -> String {
         format!("+{digits}")
     } else {
         user.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_requests_read_back_identically() {
+        let request = OutboundRequest {
+            account_sid: "AC1".into(),
+            to: "+15551230000".into(),
+            from: "+15005550006".into(),
+            url: Some("http://app.test/voice".into()),
+            method: HttpMethod::Get,
+            twiml: None,
+            fallback_url: None,
+            fallback_method: HttpMethod::Post,
+            status_callback: Some("http://app.test/status".into()),
+            status_callback_method: HttpMethod::Post,
+            status_callback_events: vec!["initiated".into(), "completed".into()],
+            timeout: Duration::from_secs(25),
+            send_digits: Some("1w2".into()),
+        };
+        assert_eq!(
+            OutboundRequest::from_json(&request.to_json()),
+            Some(request)
+        );
+        assert_eq!(OutboundRequest::from_json("{}"), None);
+        assert_eq!(OutboundRequest::from_json("not json"), None);
     }
 }

@@ -4,6 +4,7 @@
 //! project lives in this crate. Other crates see plain record structs and async methods.
 //! Times are stored as Unix milliseconds; formatting for the API happens in `api`.
 
+mod call_requests;
 mod migrations;
 mod records;
 mod resources;
@@ -233,12 +234,14 @@ impl Store {
         Ok(())
     }
 
-    /// Marks every call still in a non-final state as `failed` (used at start-up, after a crash).
+    /// Marks every call still in a non-final state as `failed` (used at start-up, after a
+    /// crash), except queued calls whose request is still waiting to be placed.
     pub async fn fail_unfinished_calls(&self, at_ms: i64) -> Result<u64, StoreError> {
         let result = sqlx::query(
             "UPDATE calls SET status = 'failed', date_updated = ?, end_time = ?,
                 duration = CASE WHEN start_time IS NULL THEN 0 ELSE MAX(0, (? - start_time) / 1000) END
-             WHERE status IN ('queued', 'ringing', 'in-progress')",
+             WHERE status IN ('queued', 'ringing', 'in-progress')
+                AND sid NOT IN (SELECT call_sid FROM call_requests)",
         )
         .bind(at_ms)
         .bind(at_ms)

@@ -105,6 +105,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (trunk_sid, prefix)
      );
      CREATE INDEX trunk_prefixes_by_prefix ON trunk_prefixes(prefix);",
+    // 6: outbound call requests accepted (201) but not yet placed; they survive restarts.
+    "CREATE TABLE call_requests (
+        call_sid TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL,
+        request TEXT NOT NULL,
+        date_created INTEGER NOT NULL
+     );",
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {

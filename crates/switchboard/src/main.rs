@@ -201,6 +201,13 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         webhook,
     );
     tokio::spawn(call_router.clone().run(sip_events));
+    let pending = call_router.resume_pending_calls().await?;
+    if pending > 0 {
+        tracing::info!(
+            calls = pending,
+            "outbound calls accepted before the restart will be dialled"
+        );
+    }
 
     let app = api::router(api::ApiState {
         store: store.clone(),
