@@ -12,6 +12,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from sbtest import ports
 from sbtest.flows import wait_call_status
+from sbtest.rtp import RtpCapture
 from sbtest.server import Number, Switchboard, SwitchboardConfig
 from sbtest.sipp import SippCall
 from sbtest.standard import MAIN
@@ -124,3 +125,46 @@ def test_accepted_call_survives_a_restart_before_it_is_dialled(make_switchboard,
             second.stop()
     finally:
         far_end.kill()
+
+
+def _rfc4733_digits(packets, payload_type: int) -> str:
+    """Digits of the RFC 4733 events in `packets`, one per event (by RTP timestamp)."""
+    codes = "0123456789*#ABCD"
+    seen: list[int] = []
+    digits = ""
+    for p in packets:
+        if p.payload_type != payload_type or len(p.payload) < 4:
+            continue
+        if p.timestamp not in seen:
+            seen.append(p.timestamp)
+            digits += codes[p.payload[0]] if p.payload[0] < 16 else "?"
+    return digits
+
+
+def test_outbound_ringing_callback_and_send_digits(make_switchboard, app, account, tmp_path):
+    """The far end rings (180) then answers offering telephone-event; SendDigits "1w2#"
+    reaches it as RFC 4733 events 1, 2, # after the answer; callbacks include ringing."""
+    far_port, far_media = ports.free_port(), ports.free_media_port()
+    capture = RtpCapture(tmp_path, far_media).start()
+    far_end = SippCall("uas_ring_answer_te.xml", tmp_path / "far", local_port=far_port,
+                       media_port=far_media, timeout_s=30)
+    try:
+        sb = _switchboard_with_trunk(make_switchboard, app, account, far_port)
+        client = sb.client(account)
+        call = client.calls.create(
+            to=FAR_END, from_=MAIN, send_digits="1w2#",
+            twiml='<Response><Pause length="1"/><Hangup/></Response>',
+            status_callback=app.url("/status"),
+            status_callback_event=["initiated", "ringing", "answered", "completed"])
+        result = far_end.wait()
+    finally:
+        far_end.kill()
+        capture.stop()
+    assert result.returncode == 0, result.explain()
+    assert _rfc4733_digits(capture.packets(), 101) == "12#"
+    callbacks = [app.wait_for("/status", timeout=10, count=n,
+                              where=lambda r: r.param("CallSid") == call.sid)
+                 for n in (1, 2, 3, 4)]
+    assert [c.param("CallStatus") for c in callbacks] == \
+        ["initiated", "ringing", "in-progress", "completed"]
+    assert wait_call_status(client, call.sid, {"completed"}).status == "completed"
