@@ -11,7 +11,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use store::{Store, Trunk};
@@ -73,25 +72,17 @@ async fn operator(
     request: Request,
     next: Next,
 ) -> Result<Response, AdminError> {
+    let expected = (state.username.as_bytes(), state.password.as_bytes());
     let authorized = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .is_some_and(|text| {
-            let expected = format!("{}:{}", state.username, state.password);
-            text.len() == expected.len()
-                && text
-                    .bytes()
-                    .zip(expected.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
+        .and_then(crate::auth::parse_basic)
+        .is_some_and(|(user, password)| {
+            // Both compared (no early exit on the user name).
+            let user_ok = crate::auth::constant_time_eq(user.as_bytes(), expected.0);
+            let password_ok = crate::auth::constant_time_eq(password.as_bytes(), expected.1);
+            user_ok & password_ok
         });
     if !authorized {
         return Err(AdminError(
@@ -253,6 +244,7 @@ async fn delete_trunk(
 mod tests {
     use super::*;
     use axum::body::Body;
+    use base64::Engine;
     use tower::ServiceExt;
 
     async fn call(

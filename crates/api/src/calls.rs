@@ -163,10 +163,9 @@ pub async fn create(
     };
     let send_digits = params.get("SendDigits").map(str::to_string);
     if let Some(digits) = &send_digits {
-        let valid = digits.len() <= 32
-            && digits
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b"*#wABCD".contains(&b));
+        // The media plane's own rule for what it can send (and how many).
+        let valid = digits.len() <= shmq::MAX_SEND_DIGITS
+            && digits.bytes().all(shmq::records::is_send_digit);
         if !valid {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
