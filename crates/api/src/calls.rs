@@ -196,6 +196,7 @@ pub async fn create(
         },
         timeout_seconds,
         send_digits,
+        purpose: crate::CallPurpose::Api,
     };
     match state.calls.place(request).await {
         Ok(record) => Ok(Reply::created(format, "Call", json::call(&record))),

@@ -10,6 +10,7 @@
 mod accounts;
 mod admin;
 mod auth;
+mod caller_ids;
 mod calls;
 mod error;
 mod format;
@@ -34,6 +35,11 @@ pub struct ApiState {
     pub store: Store,
     /// Reaches calls in progress (live call control); the call router implements it.
     pub calls: std::sync::Arc<dyn CallControl>,
+    /// How the call router reaches this API (`http://127.0.0.1:8080`): the base of the
+    /// callback URLs of Switchboard's own calls (caller-ID validation).
+    pub self_url: String,
+    /// `From` of the caller-ID validation calls (the operator's number).
+    pub validation_caller_id: String,
 }
 
 impl ApiState {
@@ -42,6 +48,8 @@ impl ApiState {
         ApiState {
             store,
             calls: std::sync::Arc::new(NoCalls),
+            self_url: "http://127.0.0.1".into(),
+            validation_caller_id: "anonymous".into(),
         }
     }
 }
@@ -75,6 +83,16 @@ pub struct PlaceCall {
     pub status_callback_events: Vec<String>,
     pub timeout_seconds: u32,
     pub send_digits: Option<String>,
+    pub purpose: CallPurpose,
+}
+
+/// Who asks for an outbound call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallPurpose {
+    /// Create Call: `From` must be one of the account's numbers or validated caller IDs.
+    Api,
+    /// A caller-ID validation call: `From` is the operator's, dialled after the delay.
+    CallerIdValidation { delay_seconds: u32 },
 }
 
 /// Why a call could not be placed, as the API reports it.
@@ -98,6 +116,8 @@ pub trait CallControl: Send + Sync {
     /// Places an outbound call and returns its stored record.
     fn place(&self, request: PlaceCall)
         -> BoxFuture<'_, Result<store::CallRecord, PlaceCallError>>;
+    /// Delivers a signed status callback that belongs to no call (at least once, retried).
+    fn send_status_callback(&self, request: webhook::WebhookRequest);
 }
 
 struct NoCalls;
@@ -112,6 +132,10 @@ impl CallControl for NoCalls {
         _request: PlaceCall,
     ) -> BoxFuture<'_, Result<store::CallRecord, PlaceCallError>> {
         Box::pin(async { Err(PlaceCallError::NoRoute) })
+    }
+
+    fn send_status_callback(&self, request: webhook::WebhookRequest) {
+        tracing::debug!(url = %request.url, "no call router: status callback dropped");
     }
 }
 
@@ -137,9 +161,15 @@ pub fn router(state: ApiState) -> Router {
         .route(
             &format!("{ACCOUNT}/Keys/{{key}}"),
             get(keys::fetch).post(keys::update).delete(keys::delete),
+        )
+        .route(
+            &format!("{ACCOUNT}/OutgoingCallerIds/{{caller_id}}"),
+            get(caller_ids::fetch)
+                .post(caller_ids::update)
+                .delete(caller_ids::delete),
         );
     // Lists are served in every format: one route per extension.
-    let lists: [(String, MethodRouter<ApiState>); 6] = [
+    let lists: [(String, MethodRouter<ApiState>); 7] = [
         (
             "/2010-04-01/Accounts".into(),
             get(accounts::list).post(accounts::create),
@@ -164,6 +194,10 @@ pub fn router(state: ApiState) -> Router {
             format!("{ACCOUNT}/Keys"),
             get(keys::list).post(keys::create),
         ),
+        (
+            format!("{ACCOUNT}/OutgoingCallerIds"),
+            get(caller_ids::list).post(caller_ids::create),
+        ),
     ];
     for (stem, methods) in lists {
         for ext in Format::EXTENSIONS {
@@ -175,6 +209,11 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             auth::require_account,
         ))
+        // Authenticated by the X-Twilio-Signature of the validation call, not Basic auth.
+        .route(
+            caller_ids::VALIDATION_PATH,
+            axum::routing::post(caller_ids::gathered),
+        )
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(error::twilio_errors))
         .with_state(state)

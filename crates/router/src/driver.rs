@@ -98,6 +98,12 @@ impl CallRouter {
         lock(&self.inner.legs).len()
     }
 
+    /// Sends a signed status callback that belongs to no call's core (e.g. the outcome of a
+    /// caller-ID validation): at least once, retried with backoff, in its own task.
+    pub fn send_status_callback(&self, request: WebhookRequest) {
+        tokio::spawn(deliver_status_callback(self.inner.webhook.clone(), request));
+    }
+
     /// Live call control: hands `update` to the call if it is still in progress.
     /// Returns false when no such call is running here.
     pub fn update_call(&self, call_sid: &str, update: CallUpdate) -> bool {
@@ -202,7 +208,8 @@ impl CallRouter {
         }
     }
 
-    /// Places an outbound call (Create Call): checks `from` is the account's and that `to`
+    /// Places an outbound call (Create Call): checks `from` is one of the account's numbers
+    /// or validated caller IDs and that `to`
     /// routes (a trunk by longest prefix, or a `sip:` URI with an IP address), stores the
     /// call as `queued` with its request (durable: a restart before it is dialled loses
     /// nothing), and dials it as soon as the media plane is up. Returns the stored record.
@@ -211,10 +218,34 @@ impl CallRouter {
         let from_owned = store
             .number_by_dialled(&request.from)
             .await?
-            .is_some_and(|n| n.account_sid == request.account_sid);
+            .is_some_and(|n| n.account_sid == request.account_sid)
+            || store
+                .is_caller_id_of(&request.account_sid, &request.from)
+                .await?;
         if !from_owned {
             return Err(PlaceError::FromNotOwned(request.from));
         }
+        self.place_unchecked(request, Duration::ZERO).await
+    }
+
+    /// Places a call Switchboard makes on an account's behalf (the caller-ID validation
+    /// call): `from` is the operator's caller ID, not one of the account's numbers, so it
+    /// is not checked. Otherwise exactly [`CallRouter::place_call`].
+    /// The call is dialled `delay` after it is accepted (a restart meanwhile dials it at once).
+    pub async fn place_system_call(
+        &self,
+        request: OutboundRequest,
+        delay: Duration,
+    ) -> Result<CallRecord, PlaceError> {
+        self.place_unchecked(request, delay).await
+    }
+
+    async fn place_unchecked(
+        &self,
+        request: OutboundRequest,
+        delay: Duration,
+    ) -> Result<CallRecord, PlaceError> {
+        let store = &self.inner.store;
         let account = store
             .account(&request.account_sid)
             .await?
@@ -242,7 +273,16 @@ impl CallRouter {
         store
             .insert_call_request(&record, &request.to_json())
             .await?;
-        self.dial_when_media_is_up(record.clone(), request);
+        if delay.is_zero() {
+            self.dial_when_media_is_up(record.clone(), request);
+        } else {
+            let router = self.clone();
+            let queued = record.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                router.dial_when_media_is_up(queued, request);
+            });
+        }
         Ok(record)
     }
 
@@ -550,7 +590,9 @@ impl OutboundRequest {
 /// Why a call could not be placed.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceError {
-    #[error("the From number {0} is not one of the account's numbers")]
+    #[error(
+        "the From number {0} is neither one of the account's numbers nor a validated caller ID"
+    )]
     FromNotOwned(String),
     #[error("no trunk or address routes {0}")]
     NoRoute(String),

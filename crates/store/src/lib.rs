@@ -1,14 +1,17 @@
-//! Persistence for Switchboard: accounts, phone numbers, calls and notifications.
+//! Persistence for Switchboard: accounts, phone numbers, caller IDs, trunks, calls and
+//! notifications.
 //!
 //! SQLite (embedded, bundled by sqlx) is the single-node default; every SQL statement of the
 //! project lives in this crate. Other crates see plain record structs and async methods.
 //! Times are stored as Unix milliseconds; formatting for the API happens in `api`.
 
 mod call_requests;
+mod caller_ids;
 mod migrations;
 mod records;
 mod resources;
 mod trunks;
+pub use caller_ids::{CallerId, CallerIdFilter, CallerIdValidation, ValidationStatus};
 pub use trunks::Trunk;
 
 pub use records::*;

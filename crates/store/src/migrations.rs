@@ -112,6 +112,30 @@ const MIGRATIONS: &[&str] = &[
         request TEXT NOT NULL,
         date_created INTEGER NOT NULL
      );",
+    // 7: validated caller IDs (OutgoingCallerIds) and the validation calls that create them.
+    "CREATE TABLE outgoing_caller_ids (
+        sid TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL REFERENCES accounts(sid),
+        phone_number TEXT NOT NULL,
+        digits TEXT NOT NULL,
+        friendly_name TEXT NOT NULL,
+        date_created INTEGER NOT NULL,
+        date_updated INTEGER NOT NULL,
+        UNIQUE (account_sid, digits)
+     );
+     CREATE INDEX outgoing_caller_ids_by_account ON outgoing_caller_ids(account_sid, date_created);
+     CREATE TABLE caller_id_validations (
+        id TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL REFERENCES accounts(sid),
+        phone_number TEXT NOT NULL,
+        friendly_name TEXT NOT NULL,
+        validation_code TEXT NOT NULL,
+        call_sid TEXT,
+        status_callback TEXT,
+        status_callback_method TEXT NOT NULL,
+        status TEXT NOT NULL,
+        date_created INTEGER NOT NULL
+     );",
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {

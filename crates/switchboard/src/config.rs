@@ -59,12 +59,16 @@ impl Default for SipSection {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
     pub listen: SocketAddr,
+    /// `From` of the calls that validate caller IDs (OutgoingCallerIds): the operator's
+    /// number. A trunk's fixed `caller_id` rule still wins.
+    pub validation_caller_id: String,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             listen: ([127, 0, 0, 1], 8080).into(),
+            validation_caller_id: "anonymous".into(),
         }
     }
 }
@@ -244,6 +248,17 @@ impl Config {
                 ip
             }
         })
+    }
+
+    /// How this node reaches its own REST API (the unspecified address becomes loopback).
+    pub fn http_self_url(&self) -> String {
+        let listen = self.http.listen;
+        let ip = match listen.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, listen.port()))
     }
 
     /// The extra certificate authorities of `[webhook] ca_file`.

@@ -212,6 +212,8 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
     let app = api::router(api::ApiState {
         store: store.clone(),
         calls: Arc::new(RouterCalls(call_router)),
+        self_url: config.http_self_url(),
+        validation_caller_id: config.http.validation_caller_id.clone(),
     })
     .merge(demo::router());
     let admin = api::admin_router(api::AdminState {
@@ -427,6 +429,7 @@ impl api::CallControl for RouterCalls {
                 twiml::HttpMethod::Post
             }
         };
+        let purpose = request.purpose;
         let request = router::OutboundRequest {
             account_sid: request.account_sid,
             to: request.to,
@@ -443,12 +446,24 @@ impl api::CallControl for RouterCalls {
             send_digits: request.send_digits,
         };
         Box::pin(async move {
-            self.0.place_call(request).await.map_err(|e| match e {
+            let placed = match purpose {
+                api::CallPurpose::Api => self.0.place_call(request).await,
+                api::CallPurpose::CallerIdValidation { delay_seconds } => {
+                    self.0
+                        .place_system_call(request, Duration::from_secs(u64::from(delay_seconds)))
+                        .await
+                }
+            };
+            placed.map_err(|e| match e {
                 router::PlaceError::FromNotOwned(_) => api::PlaceCallError::FromNotOwned,
                 router::PlaceError::NoRoute(_) => api::PlaceCallError::NoRoute,
                 other => api::PlaceCallError::Internal(other.to_string()),
             })
         })
+    }
+
+    fn send_status_callback(&self, request: webhook::WebhookRequest) {
+        self.0.send_status_callback(request);
     }
 }
 

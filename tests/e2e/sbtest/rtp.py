@@ -301,3 +301,51 @@ def assert_g711_speech(packets: list[RtpPacket], *, min_loud_windows: int = 3,
     assert report.loud_windows(loud_rms) >= min_loud_windows, \
         f"audio is (nearly) silent: fewer than {min_loud_windows} 200 ms windows above RMS {loud_rms}; {detail}"
     return report
+
+
+# --- DTMF pcap for SIPp's play_pcap_audio ------------------------------------
+
+_DTMF_EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11,
+                "A": 12, "B": 13, "C": 14, "D": 15}
+
+
+def write_dtmf_pcap(path: Path, digits: str, payload_type: int = 101,
+                    gap_ms: int = 200) -> Path:
+    """A libpcap file of RFC 4733 events for `digits`, as a phone sends them: per digit
+    one event (its own RTP timestamp) of 5 packets 20 ms apart growing in duration, the
+    last with the E bit sent 3 times, then `gap_ms` of nothing. SIPp's play_pcap_audio
+    replays the RTP payloads at the recorded pace toward the call's media address."""
+    frames: list[tuple[float, bytes]] = []
+    t = 0.0
+    seq = 1000
+    ssrc = 0x5EED1234
+    for index, digit in enumerate(digits):
+        event = _DTMF_EVENTS[digit.upper()]
+        timestamp = 8000 + index * 16000
+        for n in range(1, 6):
+            end = n == 5
+            duration = n * 160
+            copies = 3 if end else 1
+            for _ in range(copies):
+                header = struct.pack("!BBHII", 0x80, (0x80 if n == 1 else 0) | payload_type,
+                                     seq & 0xFFFF, timestamp, ssrc)
+                body = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+                frames.append((t, header + body))
+                seq += 1
+            t += 0.020
+        t += gap_ms / 1000
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    for when, rtp in frames:
+        udp = struct.pack("!HHHH", 4000, 4000, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        checksum = sum(struct.unpack("!10H", ip))
+        checksum = (checksum & 0xFFFF) + (checksum >> 16)
+        checksum = (checksum & 0xFFFF) + (checksum >> 16)
+        ip = ip[:10] + struct.pack("!H", ~checksum & 0xFFFF) + ip[12:]
+        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+        sec = int(when)
+        usec = int(round((when - sec) * 1e6))
+        out += struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame
+    path.write_bytes(bytes(out))
+    return path
