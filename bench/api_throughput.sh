@@ -18,6 +18,7 @@ cat > "$work/sb.toml" <<TOML
 listen = "127.0.0.1:$sip"
 [http]
 listen = "127.0.0.1:$http"
+requests_per_second = 0
 [admin]
 listen = "127.0.0.1:$admin"
 password = "bench"

@@ -346,3 +346,34 @@ def test_xml_csv_and_405(switchboard, account):
     wrong = requests.put(f"{base}/Calls.json", auth=auth, timeout=10)
     assert wrong.status_code == 405
     assert wrong.json()["code"] == 20004
+
+
+def test_too_many_requests_is_20429(make_switchboard, app, account):
+    """An account beyond its request rate gets Twilio's 20429 (HTTP 429, Retry-After);
+    another account is not affected."""
+    from sbtest.server import SwitchboardConfig
+    other = Account.generate()
+    sb = make_switchboard(SwitchboardConfig(accounts=[account, other], numbers=[],
+                                            requests_per_second=1, request_burst=5))
+    client = sb.client(account)
+    codes = []
+    for _ in range(12):
+        try:
+            client.api.v2010.accounts(account.sid).fetch()
+            codes.append(200)
+        except TwilioRestException as e:
+            codes.append(e.code)
+    # The burst of 5 (less what the harness's readiness check used), then 1/s.
+    assert codes[:3] == [200] * 3, codes
+    assert set(codes) == {200, 20429}, codes
+    assert 3 <= codes.count(200) <= 7, codes
+    # The raw response: HTTP 429, Twilio's JSON error body, Retry-After.
+    url = f"{sb.base_url}/2010-04-01/Accounts/{account.sid}.json"
+    responses = [requests.get(url, auth=(account.sid, account.auth_token), timeout=5)
+                 for _ in range(3)]
+    refused = next((r for r in responses if r.status_code == 429), None)
+    assert refused is not None, [r.status_code for r in responses]
+    assert refused.json()["code"] == 20429
+    assert refused.json()["status"] == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert sb.client(other).calls.list(limit=1) == []

@@ -19,6 +19,7 @@ mod keys;
 mod numbers;
 mod paging;
 mod params;
+mod rate_limit;
 
 use axum::routing::{get, MethodRouter};
 use axum::Router;
@@ -28,6 +29,7 @@ use store::Store;
 pub use admin::{admin_router, AdminState, TrunkSpec};
 pub use error::ApiError;
 use format::Format;
+pub use rate_limit::RateLimit;
 
 /// Shared state of the API routes.
 #[derive(Clone)]
@@ -40,6 +42,8 @@ pub struct ApiState {
     pub self_url: String,
     /// `From` of the caller-ID validation calls (the operator's number).
     pub validation_caller_id: String,
+    /// Requests per account (20429 beyond it).
+    pub rate_limit: RateLimit,
 }
 
 impl ApiState {
@@ -50,6 +54,7 @@ impl ApiState {
             calls: std::sync::Arc::new(NoCalls),
             self_url: "http://127.0.0.1".into(),
             validation_caller_id: "anonymous".into(),
+            rate_limit: RateLimit::UNLIMITED,
         }
     }
 }
@@ -205,6 +210,11 @@ pub fn router(state: ApiState) -> Router {
         }
     }
     routes
+        // Layers run outside in: authentication first, then the principal's rate limit.
+        .route_layer(axum::middleware::from_fn_with_state(
+            rate_limit::RateLimiter::new(state.rate_limit),
+            rate_limit::limit_requests,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_account,

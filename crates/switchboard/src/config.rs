@@ -62,6 +62,11 @@ pub struct HttpSection {
     /// `From` of the calls that validate caller IDs (OutgoingCallerIds): the operator's
     /// number. A trunk's fixed `caller_id` rule still wins.
     pub validation_caller_id: String,
+    /// REST API requests per second an account may make (sustained); beyond it and its
+    /// burst, requests get 429 with Twilio's code 20429. 0 turns limiting off.
+    pub requests_per_second: u32,
+    /// Requests an account may make at once before the per-second rate applies.
+    pub request_burst: u32,
 }
 
 impl Default for HttpSection {
@@ -69,6 +74,8 @@ impl Default for HttpSection {
         HttpSection {
             listen: ([127, 0, 0, 1], 8080).into(),
             validation_caller_id: "anonymous".into(),
+            requests_per_second: 200,
+            request_burst: 400,
         }
     }
 }

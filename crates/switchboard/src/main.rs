@@ -214,6 +214,10 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         calls: Arc::new(RouterCalls(call_router)),
         self_url: config.http_self_url(),
         validation_caller_id: config.http.validation_caller_id.clone(),
+        rate_limit: api::RateLimit {
+            per_second: config.http.requests_per_second,
+            burst: config.http.request_burst,
+        },
     })
     .merge(demo::router());
     let admin = api::admin_router(api::AdminState {

@@ -63,11 +63,18 @@ class SwitchboardConfig:
     cores: list[int] = field(default_factory=lambda: [max(os.sched_getaffinity(0))])
     webhook_timeout_ms: int = 5000
     webhook_ca_file: str | None = None
+    # [http] requests_per_second / request_burst; None keeps Switchboard's defaults.
+    requests_per_second: int | None = None
+    request_burst: int | None = None
 
     def render(self, data_dir: Path) -> str:
         lines = [
             "[sip]", f"listen = {_toml_str(f'127.0.0.1:{self.sip_port}')}", "",
-            "[http]", f"listen = {_toml_str(f'127.0.0.1:{self.http_port}')}", "",
+            "[http]", f"listen = {_toml_str(f'127.0.0.1:{self.http_port}')}",
+            *([f"requests_per_second = {self.requests_per_second}"]
+              if self.requests_per_second is not None else []),
+            *([f"request_burst = {self.request_burst}"]
+              if self.request_burst is not None else []), "",
             "[admin]", f"listen = {_toml_str(f'127.0.0.1:{self.admin_port}')}",
             f"password = {_toml_str(self.admin_password)}", "",
             "[media]", f"rtp_ports = {_toml_str(f'{self.rtp_ports[0]}-{self.rtp_ports[1]}')}",
