@@ -32,6 +32,8 @@ pub const VALIDATION_PATH: &str = "/switchboard/v1/caller-id-validations/{id}";
 
 /// Digits in a validation code.
 const CODE_LENGTH: usize = 6;
+/// Longest a validation call may last.
+const VALIDATION_CALL_LIMIT_S: u32 = 120;
 /// Seconds the callee has to key in the code, per prompt.
 const GATHER_TIMEOUT_S: u32 = 10;
 
@@ -158,6 +160,7 @@ pub async fn create(
         status_callback_events: Vec::new(),
         timeout_seconds: 60,
         send_digits: extension.map(str::to_string),
+        time_limit_seconds: VALIDATION_CALL_LIMIT_S,
         purpose: CallPurpose::CallerIdValidation { delay_seconds },
     };
     let record = match state.calls.place(request).await {

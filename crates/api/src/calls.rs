@@ -52,6 +52,10 @@ fn time_filter(
     Ok((from, before))
 }
 
+/// Twilio's default `TimeLimit` (4 hours) and the most we accept (24 hours).
+const DEFAULT_TIME_LIMIT_S: u32 = 14_400;
+const MAX_TIME_LIMIT_S: u32 = 86_400;
+
 pub async fn list(
     State(state): State<ApiState>,
     Path(account): Path<String>,
@@ -161,6 +165,16 @@ pub async fn create(
             .filter(|t| (1..=600).contains(t))
             .ok_or_else(|| ApiError::invalid_parameter("Timeout", "must be 1 to 600 seconds"))?,
     };
+    let time_limit_seconds = match params.get("TimeLimit") {
+        None => DEFAULT_TIME_LIMIT_S,
+        Some(t) => t
+            .parse::<u32>()
+            .ok()
+            .filter(|t| (1..=MAX_TIME_LIMIT_S).contains(t))
+            .ok_or_else(|| {
+                ApiError::invalid_parameter("TimeLimit", "must be 1 to 86400 seconds")
+            })?,
+    };
     let send_digits = params.get("SendDigits").map(str::to_string);
     if let Some(digits) = &send_digits {
         // The media plane's own rule for what it can send (and how many).
@@ -196,6 +210,7 @@ pub async fn create(
         },
         timeout_seconds,
         send_digits,
+        time_limit_seconds,
         purpose: crate::CallPurpose::Api,
     };
     match state.calls.place(request).await {

@@ -88,6 +88,8 @@ pub struct PlaceCall {
     pub status_callback_events: Vec<String>,
     pub timeout_seconds: u32,
     pub send_digits: Option<String>,
+    /// Longest the call may last once answered (`TimeLimit`, default 14400).
+    pub time_limit_seconds: u32,
     pub purpose: CallPurpose,
 }
 

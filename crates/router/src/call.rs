@@ -98,6 +98,8 @@ pub enum TimerKind {
     GatherTimeout,
     /// An outbound call ringing longer than its `Timeout`.
     NoAnswer,
+    /// The call's `TimeLimit` since it was answered (armed once; never invalidated).
+    TimeLimit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +226,13 @@ pub struct CallConfig {
     pub media: MediaSetup,
     /// Set for calls we place (Create Call): how to dial the far end.
     pub outbound: Option<Box<OutboundSetup>>,
+    /// Longest the call may last once answered (Twilio's `TimeLimit`); then it is hung up
+    /// as `completed`.
+    pub time_limit: std::time::Duration,
 }
+
+/// Twilio's default and maximum `TimeLimit`: four hours.
+pub const DEFAULT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SessionState {
@@ -827,6 +835,7 @@ impl Call {
         }));
         self.answered = true;
         self.set_status(CallStatus::InProgress, true);
+        self.arm_time_limit();
     }
 
     fn prompt(&mut self, prompt: Prompt) {
@@ -991,6 +1000,12 @@ impl Call {
     }
 
     fn on_timer(&mut self, id: TimerId) {
+        if id.kind == TimerKind::TimeLimit {
+            if self.answered {
+                self.end(CallStatus::Completed, None);
+            }
+            return;
+        }
         if id.generation != self.timer_generation {
             return;
         }
@@ -1011,7 +1026,19 @@ impl Call {
                     self.finish_gather();
                 }
             }
+            TimerKind::TimeLimit => {}
         }
+    }
+
+    /// Starts the clock of the call's `TimeLimit` (when it is answered).
+    fn arm_time_limit(&mut self) {
+        self.outputs.push_back(Output::SetTimer {
+            id: TimerId {
+                kind: TimerKind::TimeLimit,
+                generation: 0,
+            },
+            after: self.config.time_limit,
+        });
     }
 
     /// Submits the digits to the action URL, or falls through to the next verb when none

@@ -97,6 +97,7 @@ impl Call {
         self.answered = true;
         self.step = Step::Idle;
         self.set_status(CallStatus::InProgress, true);
+        self.arm_time_limit();
         let negotiated = answer
             .as_deref()
             .map(String::from_utf8_lossy)

@@ -26,6 +26,7 @@ fn config(fallback: Option<&str>, status_callback: Option<&str>) -> CallConfig {
         status_callback_method: HttpMethod::Post,
         status_callback_events: vec!["completed".into()],
         outbound: None,
+        time_limit: DEFAULT_TIME_LIMIT,
         media: MediaSetup {
             session: SessionId(7),
             negotiated: sdp::Negotiated {
@@ -935,4 +936,63 @@ fn outbound_cancel_through_the_api_before_answer() {
     // The 487 that follows changes nothing.
     call.handle(Input::DialFailed { status: 487 });
     assert!(drain(&mut call).is_empty());
+}
+
+#[test]
+fn the_time_limit_runs_from_the_answer_and_hangs_up_as_completed() {
+    let mut cfg = outbound_config(
+        None,
+        Some("<Response><Pause length=\"600\"/></Response>"),
+        &[],
+    );
+    cfg.time_limit = Duration::from_secs(30);
+    let (mut call, out) = dialing(cfg);
+    let time_limit = |outputs: &[Output]| {
+        outputs.iter().find_map(|o| match o {
+            Output::SetTimer { id, after } if id.kind == TimerKind::TimeLimit => {
+                Some((*id, *after))
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(time_limit(&out), None, "not armed before the answer");
+    // Fired early (a stale timer of another call state): an unanswered call goes on.
+    call.handle(Input::Timer(TimerId {
+        kind: TimerKind::TimeLimit,
+        generation: 0,
+    }));
+    assert!(!drain(&mut call)
+        .iter()
+        .any(|o| matches!(o, Output::Sip(_) | Output::Finished)));
+    call.handle(Input::Answered {
+        sdp: Some(FAR_END_ANSWER.as_bytes().to_vec()),
+    });
+    let answered = drain(&mut call);
+    let (id, after) = time_limit(&answered).expect("TimeLimit armed on answer");
+    assert_eq!(after, Duration::from_secs(30));
+    // Other timers (the Pause) do not invalidate it.
+    call.handle(Input::Timer(id));
+    let ended = drain(&mut call);
+    assert!(ended.contains(&Output::Sip(SipAction::Hangup)), "{ended:?}");
+    assert!(
+        ended.iter().any(|o| matches!(
+            o,
+            Output::Status {
+                status: CallStatus::Completed,
+                ..
+            }
+        )),
+        "{ended:?}"
+    );
+}
+
+#[test]
+fn an_inbound_call_arms_the_default_time_limit_when_answered() {
+    let (_, out) = started_with("<Response><Say>Hi</Say></Response>", config(None, None));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::SetTimer { id, after }
+        if id.kind == TimerKind::TimeLimit && *after == DEFAULT_TIME_LIMIT)),
+        "{out:?}"
+    );
 }

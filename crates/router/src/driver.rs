@@ -186,6 +186,7 @@ impl CallRouter {
             finished: false,
             ended: false,
             callbacks_sent: 0,
+            timers: Vec::new(),
         };
         call.start();
         run.carry_out(&mut call).await;
@@ -200,6 +201,9 @@ impl CallRouter {
             let Some(input) = input else { break };
             call.handle(input);
             run.carry_out(&mut call).await;
+        }
+        for timer in run.timers.drain(..) {
+            timer.abort();
         }
         self.inner.media.unregister(session);
         lock(&self.inner.calls).remove(&run.call_sid);
@@ -423,6 +427,7 @@ impl CallRouter {
                 send_digits: request.send_digits.clone(),
                 twiml: request.twiml.clone(),
             })),
+            time_limit: request.time_limit,
         }
     }
 
@@ -494,6 +499,7 @@ impl CallRouter {
             status_callback_method: parse_method(&number.status_callback_method),
             status_callback_events: vec!["completed".into()],
             outbound: None,
+            time_limit: crate::call::DEFAULT_TIME_LIMIT,
             media: MediaSetup {
                 session,
                 negotiated,
@@ -529,6 +535,8 @@ pub struct OutboundRequest {
     pub status_callback_events: Vec<String>,
     pub timeout: Duration,
     pub send_digits: Option<String>,
+    /// Longest the call may last once answered (`TimeLimit`).
+    pub time_limit: Duration,
 }
 
 /// Where and how an outbound call is dialled.
@@ -556,6 +564,7 @@ impl OutboundRequest {
             "status_callback_events": self.status_callback_events,
             "timeout_ms": self.timeout.as_millis() as u64,
             "send_digits": self.send_digits,
+            "time_limit_ms": self.time_limit.as_millis() as u64,
         })
         .to_string()
     }
@@ -583,6 +592,12 @@ impl OutboundRequest {
                 .collect(),
             timeout: Duration::from_millis(v.get("timeout_ms")?.as_u64()?),
             send_digits: string("send_digits"),
+            // Requests stored before TimeLimit existed get Twilio's default.
+            time_limit: v
+                .get("time_limit_ms")
+                .and_then(|x| x.as_u64())
+                .map(Duration::from_millis)
+                .unwrap_or(crate::call::DEFAULT_TIME_LIMIT),
         })
     }
 }
@@ -617,6 +632,9 @@ struct CallRun<'a> {
     ended: bool,
     /// Status callbacks sent so far (Twilio's `SequenceNumber`).
     callbacks_sent: u32,
+    /// Timers armed and maybe pending; aborted when the call is over (a 4-hour TimeLimit
+    /// must not outlive its call).
+    timers: Vec<tokio::task::AbortHandle>,
 }
 
 impl CallRun<'_> {
@@ -702,10 +720,12 @@ impl CallRun<'_> {
             }
             Output::SetTimer { id, after } => {
                 let tx = self.tx.clone();
-                tokio::spawn(async move {
+                let timer = tokio::spawn(async move {
                     tokio::time::sleep(after).await;
                     let _ = tx.send(Input::Timer(id));
                 });
+                self.timers.retain(|t| !t.is_finished());
+                self.timers.push(timer.abort_handle());
             }
             Output::Notify(info) => {
                 let notification = notification(&self.account_sid, &self.call_sid, info);
@@ -870,6 +890,7 @@ mod tests {
             status_callback_events: vec!["initiated".into(), "completed".into()],
             timeout: Duration::from_secs(25),
             send_digits: Some("1w2".into()),
+            time_limit: Duration::from_secs(90),
         };
         assert_eq!(
             OutboundRequest::from_json(&request.to_json()),

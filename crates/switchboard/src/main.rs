@@ -448,6 +448,7 @@ impl api::CallControl for RouterCalls {
             status_callback_events: request.status_callback_events,
             timeout: Duration::from_secs(u64::from(request.timeout_seconds)),
             send_digits: request.send_digits,
+            time_limit: Duration::from_secs(u64::from(request.time_limit_seconds)),
         };
         Box::pin(async move {
             let placed = match purpose {
