@@ -303,6 +303,14 @@ impl Worker {
 
     fn execute(&mut self, command: Command, now: Instant) {
         match command {
+            // Recording is not carried out by this worker yet: refuse it plainly.
+            Command::StartRecording { session, .. } => {
+                self.outbox.push(Event::SessionFailed {
+                    session,
+                    reason: FailReason::BadCommand,
+                });
+            }
+            Command::StopRecording { .. } => {}
             Command::OpenSession {
                 session,
                 remote,

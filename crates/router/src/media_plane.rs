@@ -192,7 +192,9 @@ impl MediaPlane {
             Event::Dtmf { digit, .. } => Input::Dtmf {
                 digit: char::from(digit),
             },
-            Event::SessionClosed { .. } | Event::SessionUpdated { .. } => return,
+            Event::SessionClosed { .. }
+            | Event::SessionUpdated { .. }
+            | Event::RecordingDone { .. } => return,
         };
         if let Some(call) = lock(&self.inner.sessions).get(&session) {
             let _ = call.send(input);

@@ -72,6 +72,97 @@ impl fmt::Display for MediaId {
     }
 }
 
+/// Names one recording (the 16 bytes of its `RE…` SID); its file in the recordings
+/// directory is `"<hex>.wav"`.
+#[repr(transparent)]
+#[derive(Pod, Zeroable, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RecordingId(pub [u8; 16]);
+
+impl RecordingId {
+    /// Lower-case hex of the 16 bytes (32 characters).
+    pub fn to_hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(32);
+        for byte in self.0 {
+            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        }
+        hex
+    }
+
+    /// The id whose hex is `hex` (32 hex digits, any case).
+    pub fn from_hex(hex: &str) -> Option<RecordingId> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 32 {
+            return None;
+        }
+        let nibble = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+        let mut id = [0u8; 16];
+        for (slot, pair) in id.iter_mut().zip(bytes.chunks_exact(2)) {
+            let [hi, lo] = pair else { return None };
+            *slot = (nibble(*hi)? << 4) | nibble(*lo)?;
+        }
+        Some(RecordingId(id))
+    }
+
+    /// The finished recording's file name: `"<hex>.wav"`.
+    pub fn file_name(&self) -> String {
+        format!("{}.wav", self.to_hex())
+    }
+}
+
+impl fmt::Debug for RecordingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordingId({})", self.to_hex())
+    }
+}
+
+/// What a recording holds.
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum RecordingChannels {
+    /// One channel: what the session received and what it sent, mixed.
+    Mono = 1,
+    /// Two channels: 1 = received (the far end), 2 = sent (Switchboard's side).
+    Dual = 2,
+}
+
+impl RecordingChannels {
+    pub fn from_u8(value: u8) -> Option<RecordingChannels> {
+        match value {
+            1 => Some(RecordingChannels::Mono),
+            2 => Some(RecordingChannels::Dual),
+            _ => None,
+        }
+    }
+}
+
+/// Why a recording ended.
+#[repr(u32)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum RecordingEnd {
+    /// `StopRecording`.
+    Stopped = 1,
+    /// It reached its `max_duration_ms`.
+    MaxLength = 2,
+    /// Its session closed.
+    SessionClosed = 3,
+    /// The file could not be written; what was written is kept.
+    WriteFailed = 4,
+}
+
+impl RecordingEnd {
+    pub fn from_u32(value: u32) -> Option<RecordingEnd> {
+        match value {
+            1 => Some(RecordingEnd::Stopped),
+            2 => Some(RecordingEnd::MaxLength),
+            3 => Some(RecordingEnd::SessionClosed),
+            4 => Some(RecordingEnd::WriteFailed),
+            _ => None,
+        }
+    }
+}
+
 /// The G.711 codec of a session; the discriminant is the static RTP payload type.
 #[repr(u8)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -184,6 +275,19 @@ pub enum Command {
         digits: [u8; MAX_SEND_DIGITS],
         len: u8,
     },
+    /// Record the session's audio (16-bit PCM, 8 kHz WAV) into
+    /// `<recordings dir>/<recording hex>.wav`, from now until `StopRecording`, the session
+    /// closes, or `max_duration_ms` (0: no limit). One recording per session at a time;
+    /// answered by `RecordingDone` when it ends, or `SessionFailed { UnknownSession |
+    /// BadCommand }` if it cannot start.
+    StartRecording {
+        session: SessionId,
+        recording: RecordingId,
+        channels: RecordingChannels,
+        max_duration_ms: u32,
+    },
+    /// End the session's recording (if any); its `RecordingDone` follows.
+    StopRecording { session: SessionId },
 }
 
 /// A report from a media worker to the control plane.
@@ -221,6 +325,15 @@ pub enum Event {
     SessionUpdated {
         session: SessionId,
     },
+    /// A recording ended and its file is complete (renamed into place).
+    RecordingDone {
+        session: SessionId,
+        recording: RecordingId,
+        duration_ms: u32,
+        /// Size of the WAV file, header included.
+        bytes: u64,
+        end: RecordingEnd,
+    },
 }
 
 /// One ring slot: the wire form of a [`Command`] or an [`Event`].
@@ -256,6 +369,8 @@ pub mod kinds {
     pub const CLOSE_SESSION: u32 = 5;
     pub const UPDATE_SESSION: u32 = 6;
     pub const SEND_DIGITS: u32 = 7;
+    pub const START_RECORDING: u32 = 8;
+    pub const STOP_RECORDING: u32 = 9;
 
     pub const SESSION_OPENED: u32 = 101;
     pub const SESSION_FAILED: u32 = 102;
@@ -264,6 +379,7 @@ pub mod kinds {
     pub const DTMF: u32 = 105;
     pub const SESSION_CLOSED: u32 = 106;
     pub const SESSION_UPDATED: u32 = 107;
+    pub const RECORDING_DONE: u32 = 108;
 }
 
 /// Why a [`Record`] is not a valid [`Command`] or [`Event`].
@@ -285,6 +401,10 @@ pub enum DecodeError {
     BadSendDigit(u8),
     #[error("{0} digits to send, at most {MAX_SEND_DIGITS}")]
     TooManyDigits(usize),
+    #[error("invalid recording channels {0} (expected 1 or 2)")]
+    BadRecordingChannels(u8),
+    #[error("unknown recording end {0}")]
+    BadRecordingEnd(u32),
 }
 
 // ---- body layouts (private; native-endian) ----
@@ -378,6 +498,25 @@ struct SessionClosedBody {
     packets_sent: u64,
     packets_received: u64,
     reserved: [u8; 64],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct StartRecordingBody {
+    recording: [u8; 16],
+    max_duration_ms: u32,
+    channels: u8,
+    reserved: [u8; 59],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct RecordingDoneBody {
+    bytes: u64,
+    recording: [u8; 16],
+    duration_ms: u32,
+    end: u32,
+    reserved: [u8; 48],
 }
 
 fn record(kind: u32, session: SessionId, body: [u8; RECORD_BODY_SIZE]) -> Record {
@@ -515,7 +654,9 @@ impl Command {
             | Command::StopPlayback { session }
             | Command::CloseSession { session }
             | Command::UpdateSession { session, .. }
-            | Command::SendDigits { session, .. } => session,
+            | Command::SendDigits { session, .. }
+            | Command::StartRecording { session, .. }
+            | Command::StopRecording { session } => session,
         }
     }
 
@@ -594,6 +735,23 @@ impl Command {
                 }
                 record(kinds::SEND_DIGITS, session, must_cast(body))
             }
+            Command::StartRecording {
+                session,
+                recording,
+                channels,
+                max_duration_ms,
+            } => {
+                let body = StartRecordingBody {
+                    recording: recording.0,
+                    max_duration_ms,
+                    channels: channels as u8,
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::START_RECORDING, session, must_cast(body))
+            }
+            Command::StopRecording { session } => {
+                record(kinds::STOP_RECORDING, session, [0; RECORD_BODY_SIZE])
+            }
         }
     }
 
@@ -655,6 +813,17 @@ impl Command {
             }
             kinds::STOP_PLAYBACK => Ok(Command::StopPlayback { session }),
             kinds::CLOSE_SESSION => Ok(Command::CloseSession { session }),
+            kinds::START_RECORDING => {
+                let body: StartRecordingBody = must_cast(r.body);
+                Ok(Command::StartRecording {
+                    session,
+                    recording: RecordingId(body.recording),
+                    channels: RecordingChannels::from_u8(body.channels)
+                        .ok_or(DecodeError::BadRecordingChannels(body.channels))?,
+                    max_duration_ms: body.max_duration_ms,
+                })
+            }
+            kinds::STOP_RECORDING => Ok(Command::StopRecording { session }),
             kind => Err(DecodeError::UnknownKind(kind)),
         }
     }
@@ -670,7 +839,8 @@ impl Event {
             | Event::PlayFailed { session, .. }
             | Event::Dtmf { session, .. }
             | Event::SessionClosed { session, .. }
-            | Event::SessionUpdated { session } => session,
+            | Event::SessionUpdated { session }
+            | Event::RecordingDone { session, .. } => session,
         }
     }
 
@@ -740,6 +910,22 @@ impl Event {
             Event::SessionUpdated { session } => {
                 record(kinds::SESSION_UPDATED, session, [0; RECORD_BODY_SIZE])
             }
+            Event::RecordingDone {
+                session,
+                recording,
+                duration_ms,
+                bytes,
+                end,
+            } => {
+                let body = RecordingDoneBody {
+                    bytes,
+                    recording: recording.0,
+                    duration_ms,
+                    end: end as u32,
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::RECORDING_DONE, session, must_cast(body))
+            }
         }
     }
 
@@ -796,6 +982,17 @@ impl Event {
                 })
             }
             kinds::SESSION_UPDATED => Ok(Event::SessionUpdated { session }),
+            kinds::RECORDING_DONE => {
+                let body: RecordingDoneBody = must_cast(r.body);
+                Ok(Event::RecordingDone {
+                    session,
+                    recording: RecordingId(body.recording),
+                    duration_ms: body.duration_ms,
+                    bytes: body.bytes,
+                    end: RecordingEnd::from_u32(body.end)
+                        .ok_or(DecodeError::BadRecordingEnd(body.end))?,
+                })
+            }
             kind => Err(DecodeError::UnknownKind(kind)),
         }
     }
@@ -888,6 +1085,13 @@ mod tests {
             Command::send_digits(s, 12, b"0123456789*#ABCDw").unwrap(),
             Command::send_digits(s, 13, &[b'w'; MAX_SEND_DIGITS]).unwrap(),
             Command::send_digits(s, 14, b"").unwrap(),
+            Command::StartRecording {
+                session: s,
+                recording: RecordingId([0xab; 16]),
+                channels: RecordingChannels::Dual,
+                max_duration_ms: 3_600_000,
+            },
+            Command::StopRecording { session: s },
         ];
         for command in commands {
             let record = command.encode();
@@ -1180,6 +1384,21 @@ mod tests {
                 .prop_map(|(session, play_id, digits)| {
                     Command::send_digits(session, play_id, &digits).unwrap()
                 }),
+            (
+                any_session(),
+                any::<[u8; 16]>(),
+                prop_oneof![Just(RecordingChannels::Mono), Just(RecordingChannels::Dual)],
+                any::<u32>()
+            )
+                .prop_map(|(session, recording, channels, max_duration_ms)| {
+                    Command::StartRecording {
+                        session,
+                        recording: RecordingId(recording),
+                        channels,
+                        max_duration_ms,
+                    }
+                }),
+            any_session().prop_map(|session| Command::StopRecording { session }),
         ]
     }
 
@@ -1221,7 +1440,68 @@ mod tests {
                 }
             ),
             any_session().prop_map(|session| Event::SessionUpdated { session }),
+            (
+                any_session(),
+                any::<[u8; 16]>(),
+                any::<u32>(),
+                any::<u64>(),
+                prop_oneof![
+                    Just(RecordingEnd::Stopped),
+                    Just(RecordingEnd::MaxLength),
+                    Just(RecordingEnd::SessionClosed),
+                    Just(RecordingEnd::WriteFailed)
+                ]
+            )
+                .prop_map(|(session, recording, duration_ms, bytes, end)| {
+                    Event::RecordingDone {
+                        session,
+                        recording: RecordingId(recording),
+                        duration_ms,
+                        bytes,
+                        end,
+                    }
+                }),
         ]
+    }
+
+    #[test]
+    fn recording_ids_round_trip_through_hex() {
+        let id = RecordingId([
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0, 1, 2, 3, 4, 5, 6, 0xff,
+        ]);
+        assert_eq!(id.to_hex(), "0123456789abcdef00010203040506ff");
+        assert_eq!(id.file_name(), "0123456789abcdef00010203040506ff.wav");
+        assert_eq!(RecordingId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(RecordingId::from_hex(&id.to_hex().to_uppercase()), Some(id));
+        assert_eq!(RecordingId::from_hex("0123"), None);
+        assert_eq!(RecordingId::from_hex(&"g".repeat(32)), None);
+        assert_eq!(RecordingId::from_hex(&"é".repeat(16)), None);
+    }
+
+    #[test]
+    fn bad_recording_bytes_are_errors() {
+        let mut start = Command::StartRecording {
+            session: SessionId(1),
+            recording: RecordingId([1; 16]),
+            channels: RecordingChannels::Mono,
+            max_duration_ms: 0,
+        }
+        .encode();
+        start.body[20] = 3;
+        assert_eq!(
+            Command::decode(&start),
+            Err(DecodeError::BadRecordingChannels(3))
+        );
+        let mut done = Event::RecordingDone {
+            session: SessionId(1),
+            recording: RecordingId([1; 16]),
+            duration_ms: 1,
+            bytes: 44,
+            end: RecordingEnd::Stopped,
+        }
+        .encode();
+        done.body[28] = 9;
+        assert_eq!(Event::decode(&done), Err(DecodeError::BadRecordingEnd(9)));
     }
 
     /// SendDigits records whose bytes are mostly valid digits, so decoding gets past the
