@@ -8,10 +8,12 @@
 mod call_requests;
 mod caller_ids;
 mod migrations;
+mod recordings;
 mod records;
 mod resources;
 mod trunks;
 pub use caller_ids::{CallerId, CallerIdFilter, CallerIdValidation, ValidationStatus};
+pub use recordings::{Recording, RecordingFilter};
 pub use trunks::Trunk;
 
 pub use records::*;

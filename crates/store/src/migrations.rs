@@ -136,6 +136,26 @@ const MIGRATIONS: &[&str] = &[
         status TEXT NOT NULL,
         date_created INTEGER NOT NULL
      );",
+    // 8: call recordings, with the status callback each one reports to.
+    "CREATE TABLE recordings (
+        sid TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL,
+        call_sid TEXT NOT NULL,
+        status TEXT NOT NULL,
+        channels INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        duration_ms INTEGER,
+        file_bytes INTEGER,
+        error_code INTEGER,
+        start_time INTEGER NOT NULL,
+        status_callback TEXT,
+        status_callback_method TEXT NOT NULL,
+        status_callback_events TEXT NOT NULL,
+        date_created INTEGER NOT NULL,
+        date_updated INTEGER NOT NULL
+     );
+     CREATE INDEX recordings_by_account ON recordings(account_sid, date_created);
+     CREATE INDEX recordings_by_call ON recordings(call_sid);",
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {
