@@ -936,3 +936,24 @@ fn outbound_cancel_through_the_api_before_answer() {
     call.handle(Input::DialFailed { status: 487 });
     assert!(drain(&mut call).is_empty());
 }
+
+#[test]
+fn a_call_canceled_before_it_is_dialled_only_reports_its_end() {
+    let mut call = Call::new(outbound_config(None, None, &["initiated", "completed"]));
+    call.end_before_dialing(CallStatus::Canceled);
+    let out = drain(&mut call);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Sip(_) | Output::Media(_) | Output::Fetch { .. })),
+        "nothing was opened or sent: {out:?}"
+    );
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Canceled,
+        answered: false
+    }));
+    assert_eq!(callback_statuses(&out), ["canceled"]);
+    assert_eq!(out.last(), Some(&Output::Finished));
+    assert!(call.is_finished());
+    call.end_before_dialing(CallStatus::Failed);
+    assert!(drain(&mut call).is_empty(), "it ends once");
+}
