@@ -22,7 +22,13 @@ pub struct AdminState {
     /// Operator credentials (HTTP Basic).
     pub username: String,
     pub password: String,
+    /// Told after a trunk is stored (its SID and `max_channels`) or removed (`None`)
+    /// through this API, so live state (the call router's channel pool) follows at once.
+    pub on_trunk_change: Option<TrunkChangeHook>,
 }
+
+/// See [`AdminState::on_trunk_change`].
+pub type TrunkChangeHook = std::sync::Arc<dyn Fn(&str, Option<u32>) + Send + Sync>;
 
 /// An admin API error: `{"code", "message", "status"}`.
 #[derive(Debug)]
@@ -223,6 +229,9 @@ async fn put_trunk(
         .into_trunk(&name, sid, crate::now_ms())
         .map_err(|e| AdminError(StatusCode::BAD_REQUEST, e))?;
     let stored = state.store.upsert_trunk(&trunk).await?;
+    if let Some(hook) = &state.on_trunk_change {
+        hook(&stored.sid, Some(stored.max_channels));
+    }
     Ok(Json(trunk_json(&stored)))
 }
 
@@ -230,7 +239,11 @@ async fn delete_trunk(
     State(state): State<AdminState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, AdminError> {
+    let existing = state.store.trunk(&name).await?;
     if state.store.delete_trunk(&name).await? {
+        if let (Some(hook), Some(trunk)) = (&state.on_trunk_change, existing) {
+            hook(&trunk.sid, None);
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AdminError(
@@ -278,6 +291,7 @@ mod tests {
             store: Store::open_in_memory().await.unwrap(),
             username: "op".into(),
             password: "pw".into(),
+            on_trunk_change: None,
         }
     }
 
@@ -311,6 +325,28 @@ mod tests {
         assert_eq!(status, StatusCode::NO_CONTENT);
         let (status, _) = call(&s, "GET", "/admin/v1/trunks/carrier-a", op, "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn trunk_changes_reach_the_hook_with_their_channel_limits() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut s = state().await;
+        let log = seen.clone();
+        s.on_trunk_change = Some(std::sync::Arc::new(move |sid: &str, limit: Option<u32>| {
+            log.lock().unwrap().push((sid.to_string(), limit));
+        }));
+        let op = Some(("op", "pw"));
+        let body = r#"{"gateway":"127.0.0.1:5090","max_channels":4}"#;
+        let (_, trunk) = call(&s, "PUT", "/admin/v1/trunks/t", op, body).await;
+        let sid = trunk["sid"].as_str().unwrap().to_string();
+        let body = r#"{"gateway":"127.0.0.1:5090","max_channels":1}"#;
+        call(&s, "PUT", "/admin/v1/trunks/t", op, body).await;
+        call(&s, "DELETE", "/admin/v1/trunks/t", op, "").await;
+        call(&s, "DELETE", "/admin/v1/trunks/t", op, "").await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [(sid.clone(), Some(4)), (sid.clone(), Some(1)), (sid, None)]
+        );
     }
 
     #[tokio::test]

@@ -44,6 +44,20 @@ impl Call {
         self.open_media();
     }
 
+    /// Ends a call that was never dialled (canceled while it waited for a trunk channel
+    /// or the media plane, or no longer routable): no media, no SIP, only the final status
+    /// and its `completed` status callback. Instead of [`Call::start`], never after it.
+    pub fn end_before_dialing(&mut self, status: CallStatus) {
+        if self.invited || matches!(self.step, Step::Ending | Step::Done) {
+            return;
+        }
+        // Nothing was opened: nothing to close.
+        self.closed_media = true;
+        self.finish(status);
+        self.step = Step::Done;
+        self.outputs.push_back(Output::Finished);
+    }
+
     /// Sends the INVITE with our offer, and starts the no-answer timer.
     pub(super) fn invite(&mut self, local_port: u16) {
         let Some(setup) = self.outbound_setup().cloned() else {

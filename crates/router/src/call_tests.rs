@@ -240,7 +240,7 @@ fn stale_gather_timer_is_ignored_after_a_digit() {
     let first = out
         .iter()
         .find_map(|o| match o {
-            Output::SetTimer { id, .. } => Some(*id),
+            Output::SetTimer { id, .. } if id.kind == TimerKind::GatherTimeout => Some(*id),
             _ => None,
         })
         .expect("timer");
@@ -995,4 +995,25 @@ fn an_inbound_call_arms_the_default_time_limit_when_answered() {
         if id.kind == TimerKind::TimeLimit && *after == DEFAULT_TIME_LIMIT)),
         "{out:?}"
     );
+}
+
+#[test]
+fn a_call_canceled_before_it_is_dialled_only_reports_its_end() {
+    let mut call = Call::new(outbound_config(None, None, &["initiated", "completed"]));
+    call.end_before_dialing(CallStatus::Canceled);
+    let out = drain(&mut call);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Sip(_) | Output::Media(_) | Output::Fetch { .. })),
+        "nothing was opened or sent: {out:?}"
+    );
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Canceled,
+        answered: false
+    }));
+    assert_eq!(callback_statuses(&out), ["canceled"]);
+    assert_eq!(out.last(), Some(&Output::Finished));
+    assert!(call.is_finished());
+    call.end_before_dialing(CallStatus::Failed);
+    assert!(drain(&mut call).is_empty(), "it ends once");
 }

@@ -21,6 +21,7 @@ use crate::call::{
     AppRequest, AppResult, Call, CallConfig, CallUpdate, Input, MediaSetup, MediaSource,
     NotificationInfo, Output, SipAction,
 };
+use crate::channels::{ChannelTicket, TrunkChannels};
 use crate::media_plane::{MediaPlane, MediaPlaneError};
 use crate::params::CallParams;
 
@@ -48,8 +49,11 @@ struct Inner {
     cache: MediaCache,
     webhook: WebhookClient,
     legs: Mutex<HashMap<LegId, UnboundedSender<Input>>>,
-    /// Calls in progress by CallSid, for live call control.
+    /// Calls in progress (outbound ones from their acceptance) by CallSid, for live call
+    /// control.
     calls: Mutex<HashMap<String, UnboundedSender<Input>>>,
+    /// Trunk capacity: outbound calls beyond a trunk's `max_channels` wait here.
+    channels: TrunkChannels,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,6 +93,7 @@ impl CallRouter {
                 webhook,
                 legs: Mutex::new(HashMap::new()),
                 calls: Mutex::new(HashMap::new()),
+                channels: TrunkChannels::new(),
             }),
         }
     }
@@ -110,6 +115,15 @@ impl CallRouter {
         match lock(&self.inner.calls).get(call_sid) {
             Some(call) => call.send(Input::Control(update)).is_ok(),
             None => false,
+        }
+    }
+
+    /// A trunk was changed (its `max_channels` is `max_channels`) or removed (`None`): calls
+    /// waiting for its channels follow at once.
+    pub fn trunk_changed(&self, trunk_sid: &str, max_channels: Option<u32>) {
+        match max_channels {
+            Some(limit) => self.inner.channels.set_limit(trunk_sid, limit),
+            None => self.inner.channels.remove_trunk(trunk_sid),
         }
     }
 
@@ -147,7 +161,7 @@ impl CallRouter {
     ) {
         let leg = incoming.leg;
         let setup = self.setup(&incoming).await;
-        let (call, record) = match setup {
+        let (mut call, record) = match setup {
             Ok(call) => call,
             Err(status) => {
                 self.inner.sip.reject(leg, status);
@@ -161,10 +175,12 @@ impl CallRouter {
             lock(&self.inner.legs).remove(&leg);
             return;
         }
+        call.start();
         self.drive(call, &record, Some(leg), tx, rx).await;
     }
 
-    /// Runs a call's core until it finishes, carrying out its outputs.
+    /// Runs a call's core (started, or ended before dialling) until it finishes, carrying
+    /// out its outputs.
     async fn drive(
         &self,
         mut call: Call,
@@ -188,7 +204,6 @@ impl CallRouter {
             callbacks_sent: 0,
             timers: Vec::new(),
         };
-        call.start();
         run.carry_out(&mut call).await;
         while !run.finished {
             let input = if run.ended {
@@ -254,7 +269,7 @@ impl CallRouter {
             .account(&request.account_sid)
             .await?
             .ok_or_else(|| PlaceError::NoAccount(request.account_sid.clone()))?;
-        self.route(&request).await?;
+        let route = self.route(&request).await?;
         let now = now_ms();
         let record = CallRecord {
             sid: new_sid("CA"),
@@ -278,68 +293,226 @@ impl CallRouter {
             .insert_call_request(&record, &request.to_json())
             .await?;
         if delay.is_zero() {
-            self.dial_when_media_is_up(record.clone(), request);
+            self.dial_when_ready(record.clone(), request, route);
         } else {
             let router = self.clone();
             let queued = record.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                router.dial_when_media_is_up(queued, request);
+                router.dial_when_ready(queued, request, route);
             });
         }
         Ok(record)
     }
 
-    /// Dials the calls accepted before a restart and not dialled yet.
+    /// Dials the calls accepted before a restart and not dialled yet, in the order they
+    /// were accepted (they take their places in their trunks' lines in that order).
     pub async fn resume_pending_calls(&self) -> Result<usize, PlaceError> {
         let pending = self.inner.store.pending_call_requests().await?;
         let count = pending.len();
         for (record, json) in pending {
-            match OutboundRequest::from_json(&json) {
-                Some(request) => self.dial_when_media_is_up(record, request),
-                None => {
-                    tracing::error!(call = %record.sid, "unreadable stored call request");
-                    self.inner.store.delete_call_request(&record.sid).await?;
-                    self.inner
-                        .store
-                        .update_call_status(&record.sid, CallStatus::Failed, now_ms(), false)
-                        .await?;
+            let Some(request) = OutboundRequest::from_json(&json) else {
+                tracing::error!(call = %record.sid, "unreadable stored call request");
+                self.fail_unplaced(&record).await?;
+                continue;
+            };
+            match self.route(&request).await {
+                Ok(route) => self.dial_when_ready(record, request, route),
+                Err(e) => {
+                    tracing::warn!(call = %record.sid, error = %e, "call cannot be dialled");
+                    self.fail_unplaced(&record).await?;
                 }
             }
         }
         Ok(count)
     }
 
-    fn dial_when_media_is_up(&self, record: CallRecord, request: OutboundRequest) {
+    /// A stored request that cannot even be read or routed: the call fails as it is.
+    async fn fail_unplaced(&self, record: &CallRecord) -> Result<(), PlaceError> {
+        self.inner.store.delete_call_request(&record.sid).await?;
+        self.inner
+            .store
+            .update_call_status(&record.sid, CallStatus::Failed, now_ms(), false)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the accepted call's place in its trunk's line and makes it reachable by live
+    /// call control at once (before this returns: a cancel right after the 201 finds it),
+    /// then dials it in its own task when it may be.
+    fn dial_when_ready(&self, record: CallRecord, request: OutboundRequest, route: Route) {
+        let ticket = self.join_channel(&route, &record.sid);
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.inner.calls).insert(record.sid.clone(), tx.clone());
         let router = self.clone();
         tokio::spawn(async move {
-            while !router.inner.media.is_attached() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let store = &router.inner.store;
-            match store.call(&record.account_sid, &record.sid).await {
-                Ok(Some(current)) if current.status == CallStatus::Queued => {}
-                // Canceled (or gone) while it waited.
-                _ => {
-                    let _ = store.delete_call_request(&record.sid).await;
-                    return;
-                }
-            }
-            match router.route(&request).await {
-                Ok(route) => {
-                    let call = Call::new(router.outbound_config(&record, &request, route));
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    router.drive(call, &record, None, tx, rx).await;
-                }
-                Err(e) => {
-                    tracing::warn!(call = %record.sid, error = %e, "call cannot be dialled");
-                    let _ = store
-                        .update_call_status(&record.sid, CallStatus::Failed, now_ms(), false)
-                        .await;
-                }
-            }
-            let _ = store.delete_call_request(&record.sid).await;
+            router
+                .dial_queued(record, request, route, ticket, tx, rx)
+                .await;
         });
+    }
+
+    fn join_channel(&self, route: &Route, call_sid: &str) -> Option<ChannelTicket> {
+        route.trunk.as_ref().map(|trunk| {
+            self.inner
+                .channels
+                .join(&trunk.sid, trunk.max_channels, call_sid)
+        })
+    }
+
+    /// A `queued` call: waits for a channel of its trunk and for the media plane, unless it
+    /// is canceled meanwhile (`Status=canceled` or `completed`), then runs it to its end.
+    async fn dial_queued(
+        &self,
+        record: CallRecord,
+        mut request: OutboundRequest,
+        accepted_route: Route,
+        ticket: Option<ChannelTicket>,
+        tx: UnboundedSender<Input>,
+        mut rx: UnboundedReceiver<Input>,
+    ) {
+        // Routing depends on To/From only, which no update changes.
+        let routing = request.clone();
+        let ready = {
+            let wait = self.wait_to_dial(&record, &routing, ticket);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    ready = &mut wait => break Some(ready),
+                    input = rx.recv() => match input {
+                        Some(Input::Control(CallUpdate::Cancel | CallUpdate::Complete)) | None => {
+                            break None;
+                        }
+                        Some(Input::Control(update)) => {
+                            self.update_queued(&record, &mut request, update).await;
+                        }
+                        // Nothing else reaches a call before it is dialled.
+                        Some(_) => {}
+                    },
+                }
+            }
+        };
+        let store = &self.inner.store;
+        match ready {
+            Some(Ok((route, ticket))) => {
+                let mut call = Call::new(self.outbound_config(&record, &request, route));
+                call.start();
+                self.drive(call, &record, None, tx, rx).await;
+                // The call is over: its channel goes to the next call in line.
+                drop(ticket);
+            }
+            Some(Err(DialBlocked::NotQueued)) => {
+                lock(&self.inner.calls).remove(&record.sid);
+            }
+            Some(Err(DialBlocked::Unroutable(e))) => {
+                tracing::warn!(call = %record.sid, error = %e, "call cannot be dialled");
+                self.end_undialled(
+                    &record,
+                    &request,
+                    accepted_route,
+                    CallStatus::Failed,
+                    tx,
+                    rx,
+                )
+                .await;
+            }
+            None => {
+                tracing::info!(call = %record.sid, "queued call canceled before it was dialled");
+                self.end_undialled(
+                    &record,
+                    &request,
+                    accepted_route,
+                    CallStatus::Canceled,
+                    tx,
+                    rx,
+                )
+                .await;
+            }
+        }
+        let _ = store.delete_call_request(&record.sid).await;
+    }
+
+    /// New instructions (`Url` or `Twiml`) for a call not dialled yet: they run when it is
+    /// answered, also after a restart in between.
+    async fn update_queued(
+        &self,
+        record: &CallRecord,
+        request: &mut OutboundRequest,
+        update: CallUpdate,
+    ) {
+        match update {
+            CallUpdate::Redirect { url, method } => {
+                request.url = Some(url);
+                request.method = method;
+                request.twiml = None;
+            }
+            CallUpdate::Twiml(xml) => request.twiml = Some(xml),
+            CallUpdate::Cancel | CallUpdate::Complete => return,
+        }
+        if let Err(e) = self
+            .inner
+            .store
+            .update_call_request(&record.sid, &request.to_json())
+            .await
+        {
+            tracing::error!(call = %record.sid, error = %e, "cannot store the updated request");
+        }
+    }
+
+    /// Waits until the call may be dialled: a channel of its trunk is its (none is needed
+    /// for a `sip:` address), the media plane is up, and it is still `queued`. Routes it
+    /// again then (the trunk may have changed meanwhile); a different trunk means waiting
+    /// in that trunk's line.
+    async fn wait_to_dial(
+        &self,
+        record: &CallRecord,
+        request: &OutboundRequest,
+        mut ticket: Option<ChannelTicket>,
+    ) -> Result<(Route, Option<ChannelTicket>), DialBlocked> {
+        loop {
+            if let Some(waiting) = &ticket {
+                if waiting.granted().await.is_err() {
+                    // Its trunk was removed: route it again.
+                    drop(ticket.take());
+                    let route = self.route(request).await.map_err(DialBlocked::Unroutable)?;
+                    ticket = self.join_channel(&route, &record.sid);
+                    continue;
+                }
+            }
+            self.inner.media.wait_attached().await;
+            match self
+                .inner
+                .store
+                .call(&record.account_sid, &record.sid)
+                .await
+            {
+                Ok(Some(current)) if current.status == CallStatus::Queued => {}
+                // Ended (or gone) while it waited.
+                _ => return Err(DialBlocked::NotQueued),
+            }
+            let route = self.route(request).await.map_err(DialBlocked::Unroutable)?;
+            let trunk_sid = route.trunk.as_ref().map(|t| t.sid.as_str());
+            if trunk_sid == ticket.as_ref().map(ChannelTicket::trunk) {
+                return Ok((route, ticket));
+            }
+            drop(ticket.take());
+            ticket = self.join_channel(&route, &record.sid);
+        }
+    }
+
+    /// Ends a call that was never dialled with `status`, its status callback included.
+    async fn end_undialled(
+        &self,
+        record: &CallRecord,
+        request: &OutboundRequest,
+        route: Route,
+        status: CallStatus,
+        tx: UnboundedSender<Input>,
+        rx: UnboundedReceiver<Input>,
+    ) {
+        let mut call = Call::new(self.outbound_config(record, request, route));
+        call.end_before_dialing(status);
+        self.drive(call, record, None, tx, rx).await;
     }
 
     /// Where and how to dial `request.to`.
@@ -356,6 +529,7 @@ impl CallRouter {
                 destination,
                 credentials: None,
                 caller_id: request.from.clone(),
+                trunk: None,
             });
         }
         let trunk = self
@@ -375,6 +549,10 @@ impl CallRouter {
                 |(username, password)| sip::endpoint::DigestCredentials { username, password },
             ),
             caller_id: trunk.caller_id.clone().unwrap_or(request.from.clone()),
+            trunk: Some(RouteTrunk {
+                sid: trunk.sid.clone(),
+                max_channels: trunk.max_channels,
+            }),
         })
     }
 
@@ -545,6 +723,22 @@ struct Route {
     destination: std::net::SocketAddr,
     credentials: Option<sip::endpoint::DigestCredentials>,
     caller_id: String,
+    /// The trunk whose channel the call takes (none for a `sip:` address).
+    trunk: Option<RouteTrunk>,
+}
+
+/// The trunk a call is routed through, as its channel pool knows it.
+struct RouteTrunk {
+    sid: String,
+    max_channels: u32,
+}
+
+/// Why a queued call is not dialled.
+enum DialBlocked {
+    /// It is no longer `queued` (ended elsewhere).
+    NotQueued,
+    /// No trunk or address routes it any more.
+    Unroutable(PlaceError),
 }
 
 impl OutboundRequest {

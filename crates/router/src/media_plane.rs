@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use shmq::{Command, DoorbellSet, Event, Producer, Segment, SessionId};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::call::Input;
@@ -37,6 +38,8 @@ struct Inner {
     segment: Arc<Segment>,
     attachment: Mutex<Option<Attached>>,
     sessions: Mutex<HashMap<SessionId, UnboundedSender<Input>>>,
+    /// Whether a media process is attached, for tasks that wait for one.
+    attached_state: watch::Sender<bool>,
 }
 
 struct Attached {
@@ -68,6 +71,7 @@ impl MediaPlane {
                 segment,
                 attachment: Mutex::new(None),
                 sessions: Mutex::new(HashMap::new()),
+                attached_state: watch::Sender::new(false),
             }),
         }
     }
@@ -110,6 +114,7 @@ impl MediaPlane {
             doorbells,
             readers,
         });
+        self.inner.attached_state.send_replace(true);
         Ok(())
     }
 
@@ -118,6 +123,7 @@ impl MediaPlane {
     /// segment before the next process attaches.
     pub async fn lost(&self) {
         let attached = lock(&self.inner.attachment).take();
+        self.inner.attached_state.send_replace(false);
         if let Some(attached) = attached {
             for reader in &attached.readers {
                 reader.abort();
@@ -134,6 +140,13 @@ impl MediaPlane {
 
     pub fn is_attached(&self) -> bool {
         lock(&self.inner.attachment).is_some()
+    }
+
+    /// Returns once a media process is attached (at once if one is).
+    pub async fn wait_attached(&self) {
+        let mut state = self.inner.attached_state.subscribe();
+        // The sender lives as long as `self`: this cannot fail while we wait.
+        let _ = state.wait_for(|attached| *attached).await;
     }
 
     /// Routes the session's events to `call`.

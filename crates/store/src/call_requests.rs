@@ -28,6 +28,21 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the request of a call still waiting (its instructions were updated before
+    /// it was dialled). Returns false when the call has no stored request.
+    pub async fn update_call_request(
+        &self,
+        call_sid: &str,
+        request: &str,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query("UPDATE call_requests SET request = ? WHERE call_sid = ?")
+            .bind(request)
+            .bind(call_sid)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
     /// The call was dialled (or ended): its request is no longer needed.
     pub async fn delete_call_request(&self, call_sid: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM call_requests WHERE call_sid = ?")
@@ -115,6 +130,12 @@ mod tests {
                 .map(|(c, r)| (c.sid.as_str(), r.as_str()))
                 .collect::<Vec<_>>(),
             [("CA1", "{\"x\":1}"), ("CA2", "{\"x\":2}")]
+        );
+        assert!(store.update_call_request("CA1", "{\"x\":3}").await.unwrap());
+        assert!(!store.update_call_request("CA9", "{}").await.unwrap());
+        assert_eq!(
+            store.pending_call_requests().await.unwrap()[0].1,
+            "{\"x\":3}"
         );
         store.delete_call_request("CA1").await.unwrap();
         // A request whose call is no longer queued is dropped.

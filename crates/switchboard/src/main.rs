@@ -209,6 +209,7 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         );
     }
 
+    let trunk_router = call_router.clone();
     let app = api::router(api::ApiState {
         store: store.clone(),
         calls: Arc::new(RouterCalls(call_router)),
@@ -224,6 +225,9 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         store: store.clone(),
         username: config.admin.username.clone(),
         password: admin_password(&config)?,
+        on_trunk_change: Some(Arc::new(move |sid: &str, max_channels: Option<u32>| {
+            trunk_router.trunk_changed(sid, max_channels)
+        })),
     });
     let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
         .await
