@@ -161,6 +161,7 @@ pub async fn create(
         timeout_seconds: 60,
         send_digits: extension.map(str::to_string),
         time_limit_seconds: VALIDATION_CALL_LIMIT_S,
+        record: None,
         purpose: CallPurpose::CallerIdValidation { delay_seconds },
     };
     let record = match state.calls.place(request).await {

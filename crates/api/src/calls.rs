@@ -22,7 +22,7 @@ fn param(query: &[(String, String)], name: &str) -> Option<String> {
 
 /// Reads one family of date filters (`StartTime`, `StartTime<`, `StartTime>`) as a half-open
 /// `[from, before)` range in Unix ms. `X<=D` and `X>=D` arrive as keys `X<`/`X>` too.
-fn time_filter(
+pub(crate) fn time_filter(
     query: &[(String, String)],
     name: &str,
 ) -> Result<(Option<i64>, Option<i64>), ApiError> {
@@ -175,6 +175,58 @@ pub async fn create(
                 ApiError::invalid_parameter("TimeLimit", "must be 1 to 86400 seconds")
             })?,
     };
+    let record = match params.get("Record") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                "Record",
+                "must be true or false",
+            ))
+        }
+    };
+    let record = if record {
+        let dual_channel = match params.get("RecordingChannels") {
+            None => false,
+            Some(c) if c.eq_ignore_ascii_case("mono") => false,
+            Some(c) if c.eq_ignore_ascii_case("dual") => true,
+            Some(_) => {
+                return Err(ApiError::invalid_parameter(
+                    "RecordingChannels",
+                    "must be mono or dual",
+                ))
+            }
+        };
+        let events: Vec<String> = params
+            .0
+            .iter()
+            .filter(|(k, _)| k == "RecordingStatusCallbackEvent")
+            .flat_map(|(_, v)| v.split_whitespace().map(str::to_string))
+            .collect();
+        for event in &events {
+            if !["in-progress", "completed", "absent"].contains(&event.as_str()) {
+                return Err(ApiError::invalid_parameter(
+                    "RecordingStatusCallbackEvent",
+                    event,
+                ));
+            }
+        }
+        Some(crate::RecordOptions {
+            dual_channel,
+            status_callback: params.url("RecordingStatusCallback")?.flatten(),
+            status_callback_method: params
+                .method("RecordingStatusCallbackMethod")?
+                .unwrap_or_else(|| "POST".into()),
+            status_callback_events: if events.is_empty() {
+                vec!["completed".into()]
+            } else {
+                events
+            },
+        })
+    } else {
+        None
+    };
     let send_digits = params.get("SendDigits").map(str::to_string);
     if let Some(digits) = &send_digits {
         // The media plane's own rule for what it can send (and how many).
@@ -211,6 +263,7 @@ pub async fn create(
         timeout_seconds,
         send_digits,
         time_limit_seconds,
+        record,
         purpose: crate::CallPurpose::Api,
     };
     match state.calls.place(request).await {

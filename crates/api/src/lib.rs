@@ -20,6 +20,7 @@ mod numbers;
 mod paging;
 mod params;
 mod rate_limit;
+mod recordings;
 
 use axum::routing::{get, MethodRouter};
 use axum::Router;
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub validation_caller_id: String,
     /// Requests per account (20429 beyond it).
     pub rate_limit: RateLimit,
+    /// Where the media process puts finished recordings (`<hex>.wav`).
+    pub recordings_dir: std::path::PathBuf,
 }
 
 impl ApiState {
@@ -55,6 +58,7 @@ impl ApiState {
             self_url: "http://127.0.0.1".into(),
             validation_caller_id: "anonymous".into(),
             rate_limit: RateLimit::UNLIMITED,
+            recordings_dir: std::path::PathBuf::from("recordings"),
         }
     }
 }
@@ -90,7 +94,20 @@ pub struct PlaceCall {
     pub send_digits: Option<String>,
     /// Longest the call may last once answered (`TimeLimit`, default 14400).
     pub time_limit_seconds: u32,
+    /// `Record=true`: record the call from the answer on.
+    pub record: Option<RecordOptions>,
     pub purpose: CallPurpose,
+}
+
+/// How to record a call (`Record=true` and its `Recording*` parameters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// `mono` (1) or `dual` (2).
+    pub dual_channel: bool,
+    pub status_callback: Option<String>,
+    pub status_callback_method: String,
+    /// Of `in-progress`, `completed`, `absent`; Twilio's default is `completed`.
+    pub status_callback_events: Vec<String>,
 }
 
 /// Who asks for an outbound call.
@@ -170,13 +187,17 @@ pub fn router(state: ApiState) -> Router {
             get(keys::fetch).post(keys::update).delete(keys::delete),
         )
         .route(
+            &format!("{ACCOUNT}/Recordings/{{recording}}"),
+            get(recordings::fetch).delete(recordings::delete),
+        )
+        .route(
             &format!("{ACCOUNT}/OutgoingCallerIds/{{caller_id}}"),
             get(caller_ids::fetch)
                 .post(caller_ids::update)
                 .delete(caller_ids::delete),
         );
     // Lists are served in every format: one route per extension.
-    let lists: [(String, MethodRouter<ApiState>); 7] = [
+    let lists: [(String, MethodRouter<ApiState>); 9] = [
         (
             "/2010-04-01/Accounts".into(),
             get(accounts::list).post(accounts::create),
@@ -204,6 +225,11 @@ pub fn router(state: ApiState) -> Router {
         (
             format!("{ACCOUNT}/OutgoingCallerIds"),
             get(caller_ids::list).post(caller_ids::create),
+        ),
+        (format!("{ACCOUNT}/Recordings"), get(recordings::list)),
+        (
+            format!("{ACCOUNT}/Calls/{{call}}/Recordings"),
+            get(recordings::list_for_call),
         ),
     ];
     for (stem, methods) in lists {

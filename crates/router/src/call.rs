@@ -197,6 +197,8 @@ pub enum Output {
     },
     /// POST the status callback with these parameters.
     StatusCallback(AppRequest),
+    /// The media plane was asked to record the call: store the recording as in progress.
+    RecordingStarted(Box<RecordSetup>),
     /// Nothing more will happen; the driver may drop the call.
     Finished,
 }
@@ -1265,7 +1267,7 @@ pub fn method_name(method: HttpMethod) -> &'static str {
 
 #[path = "call_outbound.rs"]
 mod outbound;
-pub use outbound::OutboundSetup;
+pub use outbound::{OutboundSetup, RecordSetup};
 
 #[cfg(test)]
 #[path = "call_tests.rs"]

@@ -26,6 +26,20 @@ pub struct OutboundSetup {
     pub send_digits: Option<String>,
     /// Twilio's `Twiml`: run this instead of requesting the voice URL.
     pub twiml: Option<String>,
+    /// Twilio's `Record`: record the call from the answer on.
+    pub record: Option<RecordSetup>,
+}
+
+/// A recording to start when the call is answered (`Record=true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSetup {
+    /// `RE` + 32 hex digits, chosen before the call is dialled.
+    pub recording_sid: String,
+    pub channels: shmq::RecordingChannels,
+    pub status_callback: Option<String>,
+    pub status_callback_method: twiml::HttpMethod,
+    /// Which of `in-progress`, `completed`, `absent` reach the callback.
+    pub status_callback_events: Vec<String>,
 }
 
 /// RFC 4733 payload type we offer for telephone-events.
@@ -34,6 +48,30 @@ const OFFERED_TELEPHONE_EVENT_PT: u8 = 101;
 impl Call {
     fn outbound_setup(&self) -> Option<&OutboundSetup> {
         self.config.outbound.as_deref()
+    }
+
+    /// `Record=true`: the media plane records the session from now on; the driver stores
+    /// the recording (in progress) and reports it.
+    fn start_recording_on_answer(&mut self) {
+        let Some(record) = self.outbound_setup().and_then(|o| o.record.clone()) else {
+            return;
+        };
+        let Some(recording) = record
+            .recording_sid
+            .get(2..)
+            .and_then(shmq::RecordingId::from_hex)
+        else {
+            return;
+        };
+        self.outputs
+            .push_back(Output::Media(Command::StartRecording {
+                session: self.config.media.session,
+                recording,
+                channels: record.channels,
+                max_duration_ms: 0,
+            }));
+        self.outputs
+            .push_back(Output::RecordingStarted(Box::new(record)));
     }
 
     /// Opens the media session first: its port goes into our offer.
@@ -143,6 +181,7 @@ impl Call {
                 ptime_ms: negotiated.ptime_ms,
             }));
         self.config.media.negotiated = negotiated;
+        self.start_recording_on_answer();
         self.status_event("answered", "in-progress");
         let digits = self
             .outbound_setup()

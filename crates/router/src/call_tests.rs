@@ -749,6 +749,7 @@ fn outbound_config(send_digits: Option<&str>, twiml: Option<&str>, events: &[&st
         ring_timeout: Duration::from_secs(20),
         send_digits: send_digits.map(String::from),
         twiml: twiml.map(String::from),
+        record: None,
     }));
     cfg
 }
@@ -1016,4 +1017,47 @@ fn a_call_canceled_before_it_is_dialled_only_reports_its_end() {
     assert!(call.is_finished());
     call.end_before_dialing(CallStatus::Failed);
     assert!(drain(&mut call).is_empty(), "it ends once");
+}
+
+#[test]
+fn record_true_starts_the_recording_at_the_answer() {
+    let mut cfg = outbound_config(
+        None,
+        Some("<Response><Pause length=\"5\"/></Response>"),
+        &[],
+    );
+    let setup = RecordSetup {
+        recording_sid: "RE0123456789abcdef0123456789abcdef".into(),
+        channels: shmq::RecordingChannels::Dual,
+        status_callback: None,
+        status_callback_method: HttpMethod::Post,
+        status_callback_events: vec!["completed".into()],
+    };
+    if let Some(outbound) = cfg.outbound.as_mut() {
+        outbound.record = Some(setup.clone());
+    }
+    let (mut call, out) = dialing(cfg);
+    assert!(!out.iter().any(|o| matches!(o, Output::RecordingStarted(_))));
+    call.handle(Input::Answered {
+        sdp: Some(FAR_END_ANSWER.as_bytes().to_vec()),
+    });
+    let answered = drain(&mut call);
+    let update = answered
+        .iter()
+        .position(|o| matches!(o, Output::Media(Command::UpdateSession { .. })))
+        .expect("UpdateSession");
+    let start = answered
+        .iter()
+        .position(|o| {
+            matches!(o, Output::Media(Command::StartRecording { session, recording, channels, max_duration_ms: 0 })
+                if *session == SessionId(7)
+                    && recording.to_hex() == "0123456789abcdef0123456789abcdef"
+                    && *channels == shmq::RecordingChannels::Dual)
+        })
+        .expect("StartRecording");
+    assert!(
+        update < start,
+        "the session is re-targeted before recording starts"
+    );
+    assert!(answered.contains(&Output::RecordingStarted(Box::new(setup))));
 }

@@ -24,6 +24,7 @@ use crate::call::{
 use crate::channels::{ChannelTicket, TrunkChannels};
 use crate::media_plane::{MediaPlane, MediaPlaneError};
 use crate::params::CallParams;
+use crate::recordings::{RecordRequest, RecordingReporter};
 
 /// How long a finished call waits for its SIP leg to wind down before the task exits.
 const LEG_LINGER: Duration = Duration::from_secs(40);
@@ -33,6 +34,8 @@ const LEG_LINGER: Duration = Duration::from_secs(40);
 pub struct RouterConfig {
     /// The address put in SDP answers (where the media plane listens).
     pub media_ip: IpAddr,
+    /// Base URL of the REST API as apps reach it (`RecordingUrl`s start with it).
+    pub api_base_url: String,
 }
 
 /// Routes calls; cheap to clone.
@@ -54,6 +57,7 @@ struct Inner {
     calls: Mutex<HashMap<String, UnboundedSender<Input>>>,
     /// Trunk capacity: outbound calls beyond a trunk's `max_channels` wait here.
     channels: TrunkChannels,
+    recordings: RecordingReporter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,6 +87,8 @@ impl CallRouter {
         cache: MediaCache,
         webhook: WebhookClient,
     ) -> CallRouter {
+        let recordings =
+            RecordingReporter::new(store.clone(), webhook.clone(), config.api_base_url.clone());
         CallRouter {
             inner: Arc::new(Inner {
                 config,
@@ -91,6 +97,7 @@ impl CallRouter {
                 media,
                 cache,
                 webhook,
+                recordings,
                 legs: Mutex::new(HashMap::new()),
                 calls: Mutex::new(HashMap::new()),
                 channels: TrunkChannels::new(),
@@ -129,6 +136,9 @@ impl CallRouter {
 
     /// Consumes SIP events until the SIP transport stops.
     pub async fn run(self, mut events: UnboundedReceiver<SipEvent>) {
+        let (recordings_done, done_events) = mpsc::unbounded_channel();
+        self.inner.media.set_recording_sink(recordings_done);
+        tokio::spawn(self.inner.recordings.clone().run(done_events));
         while let Some(event) = events.recv().await {
             let (leg, input) = match event {
                 SipEvent::IncomingCall(incoming) => {
@@ -604,6 +614,13 @@ impl CallRouter {
                 ring_timeout: request.timeout,
                 send_digits: request.send_digits.clone(),
                 twiml: request.twiml.clone(),
+                record: request.record.as_ref().map(|r| crate::call::RecordSetup {
+                    recording_sid: new_sid("RE"),
+                    channels: r.channels,
+                    status_callback: r.status_callback.clone(),
+                    status_callback_method: r.status_callback_method,
+                    status_callback_events: r.status_callback_events.clone(),
+                }),
             })),
             time_limit: request.time_limit,
         }
@@ -715,6 +732,8 @@ pub struct OutboundRequest {
     pub send_digits: Option<String>,
     /// Longest the call may last once answered (`TimeLimit`).
     pub time_limit: Duration,
+    /// `Record=true`: record the call from the answer on.
+    pub record: Option<RecordRequest>,
 }
 
 /// Where and how an outbound call is dialled.
@@ -759,6 +778,12 @@ impl OutboundRequest {
             "timeout_ms": self.timeout.as_millis() as u64,
             "send_digits": self.send_digits,
             "time_limit_ms": self.time_limit.as_millis() as u64,
+            "record": self.record.as_ref().map(|r| serde_json::json!({
+                "channels": r.channels as u8,
+                "status_callback": r.status_callback,
+                "status_callback_method": crate::call::method_name(r.status_callback_method),
+                "status_callback_events": r.status_callback_events,
+            })),
         })
         .to_string()
     }
@@ -792,6 +817,31 @@ impl OutboundRequest {
                 .and_then(|x| x.as_u64())
                 .map(Duration::from_millis)
                 .unwrap_or(crate::call::DEFAULT_TIME_LIMIT),
+            record: match v.get("record") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(r) => Some(RecordRequest {
+                    channels: r
+                        .get("channels")
+                        .and_then(|c| c.as_u64())
+                        .and_then(|c| u8::try_from(c).ok())
+                        .and_then(shmq::RecordingChannels::from_u8)?,
+                    status_callback: r
+                        .get("status_callback")
+                        .and_then(|x| x.as_str())
+                        .map(str::to_string),
+                    status_callback_method: parse_method(
+                        r.get("status_callback_method")
+                            .and_then(|x| x.as_str())
+                            .unwrap_or("POST"),
+                    ),
+                    status_callback_events: r
+                        .get("status_callback_events")?
+                        .as_array()?
+                        .iter()
+                        .filter_map(|e| e.as_str().map(str::to_string))
+                        .collect(),
+                }),
+            },
         })
     }
 }
@@ -964,6 +1014,12 @@ impl CallRun<'_> {
                     webhook_request(&request, token),
                 ));
             }
+            Output::RecordingStarted(setup) => {
+                inner
+                    .recordings
+                    .started(&self.account_sid, &self.call_sid, &setup)
+                    .await;
+            }
             Output::Finished => self.finished = true,
         }
     }
@@ -978,7 +1034,7 @@ const STATUS_CALLBACK_RETRIES: [Duration; 3] = [
 
 /// Sends a status callback at least once: failures (connection, timeout, 5xx, …) are
 /// retried with backoff, in its own task, so the call never waits for it.
-async fn deliver_status_callback(client: WebhookClient, request: WebhookRequest) {
+pub(crate) async fn deliver_status_callback(client: WebhookClient, request: WebhookRequest) {
     let mut retries = STATUS_CALLBACK_RETRIES.iter();
     loop {
         match client.request(&request).await {
@@ -1085,6 +1141,12 @@ mod tests {
             timeout: Duration::from_secs(25),
             send_digits: Some("1w2".into()),
             time_limit: Duration::from_secs(90),
+            record: Some(RecordRequest {
+                channels: shmq::RecordingChannels::Dual,
+                status_callback: Some("http://app.test/rec".into()),
+                status_callback_method: HttpMethod::Get,
+                status_callback_events: vec!["in-progress".into(), "completed".into()],
+            }),
         };
         assert_eq!(
             OutboundRequest::from_json(&request.to_json()),

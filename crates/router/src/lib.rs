@@ -13,7 +13,9 @@ pub mod channels;
 pub mod driver;
 pub mod media_plane;
 pub mod params;
+mod recordings;
 
 pub use call::{Call, CallConfig, CallUpdate, Input, Output};
 pub use driver::{CallRouter, OutboundRequest, PlaceError, RouterConfig};
 pub use media_plane::MediaPlane;
+pub use recordings::RecordRequest;

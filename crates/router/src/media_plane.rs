@@ -40,6 +40,8 @@ struct Inner {
     sessions: Mutex<HashMap<SessionId, UnboundedSender<Input>>>,
     /// Whether a media process is attached, for tasks that wait for one.
     attached_state: watch::Sender<bool>,
+    /// Where `RecordingDone` events go: a recording outlives its call's session.
+    recordings: Mutex<Option<UnboundedSender<Event>>>,
 }
 
 struct Attached {
@@ -72,8 +74,14 @@ impl MediaPlane {
                 attachment: Mutex::new(None),
                 sessions: Mutex::new(HashMap::new()),
                 attached_state: watch::Sender::new(false),
+                recordings: Mutex::new(None),
             }),
         }
+    }
+
+    /// Sends every `RecordingDone` to `sink` (whoever stores and reports recordings).
+    pub fn set_recording_sink(&self, sink: UnboundedSender<Event>) {
+        *lock(&self.inner.recordings) = Some(sink);
     }
 
     pub fn segment(&self) -> &Arc<Segment> {
@@ -205,9 +213,16 @@ impl MediaPlane {
             Event::Dtmf { digit, .. } => Input::Dtmf {
                 digit: char::from(digit),
             },
-            Event::SessionClosed { .. }
-            | Event::SessionUpdated { .. }
-            | Event::RecordingDone { .. } => return,
+            Event::SessionClosed { .. } | Event::SessionUpdated { .. } => return,
+            Event::RecordingDone { .. } => {
+                match lock(&self.inner.recordings).as_ref() {
+                    Some(sink) => {
+                        let _ = sink.send(event);
+                    }
+                    None => tracing::warn!(?event, "recording finished with nobody to report to"),
+                }
+                return;
+            }
         };
         if let Some(call) = lock(&self.inner.sessions).get(&session) {
             let _ = call.send(input);

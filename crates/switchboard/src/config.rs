@@ -67,6 +67,9 @@ pub struct HttpSection {
     pub requests_per_second: u32,
     /// Requests an account may make at once before the per-second rate applies.
     pub request_burst: u32,
+    /// The REST API's address as apps reach it (`https://voice.example.com`), used in
+    /// `RecordingUrl`s and `media_url`s; default: the listen address.
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpSection {
@@ -76,6 +79,7 @@ impl Default for HttpSection {
             validation_caller_id: "anonymous".into(),
             requests_per_second: 200,
             request_burst: 400,
+            public_url: None,
         }
     }
 }
@@ -266,6 +270,21 @@ impl Config {
             ip => ip,
         };
         format!("http://{}", SocketAddr::new(ip, listen.port()))
+    }
+
+    /// The REST API's base URL as apps reach it.
+    pub fn http_public_url(&self) -> String {
+        self.http
+            .public_url
+            .clone()
+            .unwrap_or_else(|| self.http_self_url())
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// Where the media process writes finished recordings.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("recordings")
     }
 
     /// The extra certificate authorities of `[webhook] ca_file`.

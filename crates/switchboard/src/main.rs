@@ -152,11 +152,18 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    let recordings_dir = config.recordings_dir();
+    std::fs::create_dir_all(&recordings_dir)
+        .with_context(|| format!("creating {}", recordings_dir.display()))?;
     let store = Store::open(&data_dir.join("switchboard.sqlite"))
         .await
         .context("opening the database")?;
     let failed = store
         .fail_unfinished_calls(router::driver::now_ms())
+        .await?;
+    // The media process that was writing them is gone: those files will never complete.
+    store
+        .fail_unfinished_recordings(router::driver::now_ms())
         .await?;
     if failed > 0 {
         tracing::warn!(
@@ -193,6 +200,7 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
     let call_router = CallRouter::new(
         RouterConfig {
             media_ip: config.media_ip(),
+            api_base_url: config.http_public_url(),
         },
         store.clone(),
         sip,
@@ -219,6 +227,7 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
             per_second: config.http.requests_per_second,
             burst: config.http.request_burst,
         },
+        recordings_dir: config.recordings_dir(),
     })
     .merge(demo::router());
     let admin = api::admin_router(api::AdminState {
@@ -264,6 +273,7 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         listener: Arc::new(listener),
         media,
         spawn_child: supervise_media,
+        store: store.clone(),
     };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = tokio::select! {
@@ -453,6 +463,16 @@ impl api::CallControl for RouterCalls {
             timeout: Duration::from_secs(u64::from(request.timeout_seconds)),
             send_digits: request.send_digits,
             time_limit: Duration::from_secs(u64::from(request.time_limit_seconds)),
+            record: request.record.map(|r| router::RecordRequest {
+                channels: if r.dual_channel {
+                    shmq::RecordingChannels::Dual
+                } else {
+                    shmq::RecordingChannels::Mono
+                },
+                status_callback: r.status_callback,
+                status_callback_method: method(&r.status_callback_method),
+                status_callback_events: r.status_callback_events,
+            }),
         };
         Box::pin(async move {
             let placed = match purpose {
@@ -485,6 +505,7 @@ struct MediaSupervisor {
     listener: Arc<AttachListener>,
     media: MediaPlane,
     spawn_child: bool,
+    store: Store,
 }
 
 impl MediaSupervisor {
@@ -499,6 +520,19 @@ impl MediaSupervisor {
             }
             self.media.lost().await;
             self.segment.reset();
+            // Recordings the lost process was writing will never complete.
+            match self
+                .store
+                .fail_unfinished_recordings(router::driver::now_ms())
+                .await
+            {
+                Ok(0) => {}
+                Ok(failed) => tracing::warn!(
+                    recordings = failed,
+                    "recordings lost with the media process"
+                ),
+                Err(e) => tracing::error!(error = %e, "cannot fail the lost recordings"),
+            }
             if started.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(100);
             } else {
