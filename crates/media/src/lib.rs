@@ -6,12 +6,18 @@
 //! core of one RTP session), [`ports`] (per-worker RTP port slices), [`timer`] (a
 //! precise deadline timer), [`worker`] (one worker loop). [`run`] starts one worker per
 //! configured core and supervises them until the control plane goes away.
+//! Call recording: [`recording`] (placement, mixing, WAV header: pure), [`frame_ring`] (the
+//! SPSC ring between a worker and its writer) and [`recorder`] (the per-worker writer
+//! thread that owns the `<recordings_dir>/<hex>.wav` files).
 
 pub mod digits;
 pub mod dtmf;
+pub mod frame_ring;
 pub mod g711;
 pub mod player;
 pub mod ports;
+pub mod recorder;
+pub mod recording;
 pub mod rtp;
 pub mod session;
 pub mod timer;
@@ -42,6 +48,8 @@ pub struct MediaConfig {
     pub rtp_port_max: u16,
     /// Where `<MediaId hex>.ulaw` files live.
     pub cache_dir: PathBuf,
+    /// Where `<RecordingId hex>.wav` recordings are written (must exist).
+    pub recordings_dir: PathBuf,
     pub max_sessions_per_worker: usize,
 }
 
@@ -84,6 +92,7 @@ pub fn run(
             rtp_ip: cfg.rtp_ip,
             ports: PortSlice::for_worker(cfg.rtp_port_min, cfg.rtp_port_max, workers, index),
             cache_dir: cfg.cache_dir.clone(),
+            recordings_dir: cfg.recordings_dir.clone(),
             max_sessions: cfg.max_sessions_per_worker,
             segment: Arc::clone(&segment),
             commands: segment.command_consumer(index)?,

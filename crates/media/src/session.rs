@@ -163,12 +163,29 @@ pub struct Transmit {
     pub destination: SocketAddr,
     /// Ticks skipped just before this packet (also added to the counters).
     pub skipped_ticks: u64,
+    /// The packet's send tick (its deadline on the session's grid).
+    pub due: Instant,
+    /// Whether the payload (after the 12-byte header) is audio in the session's codec
+    /// (played media or silence); false for an RFC 4733 telephone-event packet.
+    pub audio: bool,
+}
+
+/// The audio payload of a received packet in the session's codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivedAudio<'a> {
+    pub ssrc: u32,
+    pub timestamp: u32,
+    pub codec: PayloadCodec,
+    pub payload: &'a [u8],
 }
 
 /// What a received datagram turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Received {
-    /// An RTP packet other than a new DTMF digit (audio, comfort noise, a repeated event).
+pub enum Received<'a> {
+    /// Audio in the session's codec (PCMU/PCMA), from the latched peer.
+    Audio(ReceivedAudio<'a>),
+    /// Another RTP packet that is not a new DTMF digit (comfort noise, other payload
+    /// types, a repeated event).
     Rtp,
     /// The first packet of a key press; a [`SessionEvent::Dtmf`] was emitted.
     Dtmf(u8),
@@ -398,6 +415,7 @@ impl Session {
                 .wrapping_add((behind as u32).wrapping_mul(self.samples_per_packet));
             self.counters.late_ticks += behind;
         }
+        let tick_due = self.deadline(self.next_tick);
         let (header, payload) = packet.split_at_mut(RTP_HEADER_LEN);
         // An interrupted event's end packets first, then the queue: a digit string's
         // packet, else audio.
@@ -413,42 +431,46 @@ impl Session {
                     })
             }
         };
-        let (payload_type, marker, timestamp, packet_len) = match (frame, self.dtmf_payload_type) {
-            (Some(DigitPacket::Event(event)), Some(dtmf_pt)) => {
-                event.write_payload(payload)?;
-                (
-                    dtmf_pt,
-                    self.first_packet || event.marker,
-                    event.timestamp,
-                    RTP_HEADER_LEN + TELEPHONE_EVENT_LEN,
-                )
-            }
-            // A digit string's silence, or an event with no telephone-event payload type
-            // any more (removed by an update): audio silence in its place.
-            (Some(_), _) => {
-                payload.fill(self.encoding.silence);
-                (
-                    self.codec.payload_type(),
-                    self.first_packet,
-                    self.timestamp,
-                    packet_len,
-                )
-            }
-            (None, _) => {
-                let item_started = self.player.fill(payload, self.encoding, |ended| {
-                    on_event(SessionEvent::PlayDone {
-                        play_id: ended.play_id,
-                        interrupted: ended.interrupted,
-                    })
-                });
-                (
-                    self.codec.payload_type(),
-                    self.first_packet || item_started,
-                    self.timestamp,
-                    packet_len,
-                )
-            }
-        };
+        let (payload_type, marker, timestamp, packet_len, audio) =
+            match (frame, self.dtmf_payload_type) {
+                (Some(DigitPacket::Event(event)), Some(dtmf_pt)) => {
+                    event.write_payload(payload)?;
+                    (
+                        dtmf_pt,
+                        self.first_packet || event.marker,
+                        event.timestamp,
+                        RTP_HEADER_LEN + TELEPHONE_EVENT_LEN,
+                        false,
+                    )
+                }
+                // A digit string's silence, or an event with no telephone-event payload type
+                // any more (removed by an update): audio silence in its place.
+                (Some(_), _) => {
+                    payload.fill(self.encoding.silence);
+                    (
+                        self.codec.payload_type(),
+                        self.first_packet,
+                        self.timestamp,
+                        packet_len,
+                        true,
+                    )
+                }
+                (None, _) => {
+                    let item_started = self.player.fill(payload, self.encoding, |ended| {
+                        on_event(SessionEvent::PlayDone {
+                            play_id: ended.play_id,
+                            interrupted: ended.interrupted,
+                        })
+                    });
+                    (
+                        self.codec.payload_type(),
+                        self.first_packet || item_started,
+                        self.timestamp,
+                        packet_len,
+                        true,
+                    )
+                }
+            };
         RtpHeader {
             marker,
             payload_type,
@@ -467,6 +489,8 @@ impl Session {
             len: packet_len,
             destination: self.remote,
             skipped_ticks,
+            due: tick_due,
+            audio,
         })
     }
 
@@ -486,12 +510,12 @@ impl Session {
     }
 
     /// Consumes one datagram received from `source`.
-    pub fn handle_datagram(
+    pub fn handle_datagram<'a>(
         &mut self,
         source: SocketAddr,
-        datagram: &[u8],
+        datagram: &'a [u8],
         mut on_event: impl FnMut(SessionEvent),
-    ) -> Received {
+    ) -> Received<'a> {
         if self.remote_latched && source != self.remote {
             self.counters.packets_ignored += 1;
             return Received::Ignored;
@@ -514,6 +538,15 @@ impl Session {
                 on_event(SessionEvent::Dtmf { digit });
                 return Received::Dtmf(digit);
             }
+            return Received::Rtp;
+        }
+        if packet.payload_type == self.codec.payload_type() {
+            return Received::Audio(ReceivedAudio {
+                ssrc: packet.ssrc,
+                timestamp: packet.timestamp,
+                codec: self.codec,
+                payload: packet.payload,
+            });
         }
         Received::Rtp
     }
@@ -1176,7 +1209,12 @@ mod tests {
         let audio = rtp_packet(0, 1, 160, &[0xFF; 160]);
         assert_eq!(
             s.handle_datagram(nat, &audio, |e| events.push(e)),
-            Received::Rtp
+            Received::Audio(ReceivedAudio {
+                ssrc: 0xAABB_CCDD,
+                timestamp: 160,
+                codec: PayloadCodec::Pcmu,
+                payload: &[0xFF; 160],
+            })
         );
         assert!(s.remote_latched());
         assert_eq!(s.remote(), nat);
@@ -1194,6 +1232,51 @@ mod tests {
         assert_eq!((c.packets_received, c.packets_ignored), (1, 2));
         assert_eq!(c.bytes_received, 172);
         assert!(events.is_empty());
+    }
+
+    #[test]
+    fn audio_taps_carry_the_codec_payload_only() {
+        let t0 = Instant::now();
+        let mut s = started(params(PayloadCodec::Pcma), t0);
+        let src = remote();
+        let alaw = rtp_packet(8, 1, 480, &[0x55; 80]);
+        match s.handle_datagram(src, &alaw, |_| {}) {
+            Received::Audio(a) => {
+                assert_eq!(
+                    (a.ssrc, a.timestamp, a.codec),
+                    (0xAABB_CCDD, 480, PayloadCodec::Pcma)
+                );
+                assert_eq!(a.payload, &[0x55; 80]);
+            }
+            other => panic!("expected audio, got {other:?}"),
+        }
+        // Another codec, comfort noise and telephone events are not audio to record.
+        for pt in [0u8, 13, 101] {
+            let pkt = rtp_packet(pt, 2, 640, &[1, 0x0A, 0, 160]);
+            assert!(
+                !matches!(s.handle_datagram(src, &pkt, |_| {}), Received::Audio(_)),
+                "PT {pt}"
+            );
+        }
+        // Sent packets: audio (media, silence) vs telephone events, each with its send tick.
+        s.play(1, media(&[7; 160]), 1).unwrap();
+        s.send_digits(2, b"1").unwrap();
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let mut kinds = Vec::new();
+        for n in 0..4u32 {
+            let tx = s.poll_transmit(t0 + PTIME * n, &mut buf, |_| {}).unwrap();
+            assert_eq!(tx.due, t0 + PTIME * n);
+            kinds.push((tx.audio, parse_rtp(&buf[..tx.len]).unwrap().payload_type));
+        }
+        assert_eq!(kinds, [(true, 8), (false, 101), (false, 101), (false, 101)]);
+        // Late by more than the skip threshold: `due` is the tick actually sent.
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
+        let tx = s
+            .poll_transmit(t0 + PTIME * 10 + Duration::from_millis(3), &mut buf, |_| {})
+            .unwrap();
+        assert_eq!(tx.skipped_ticks, 10);
+        assert_eq!(tx.due, t0 + PTIME * 10);
+        assert!(tx.audio, "idle silence is audio");
     }
 
     #[test]

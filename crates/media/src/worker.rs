@@ -8,6 +8,11 @@
 //! the deadline heap and the pending-event queue are allocated up front: the packet path
 //! does not allocate, lock or log. Per-command work (binding a socket, mapping a file) is
 //! allowed to.
+//!
+//! Recording: a recording session's received audio and sent audio are copied as fixed-size
+//! frames into the worker's SPSC ring to its recording writer thread ([`crate::recorder`]);
+//! the writer's completion reports come back on a second ring and become `RecordingDone`
+//! events here, so the event ring keeps this worker as its only producer.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -21,14 +26,23 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use shmq::{Codec, Command, Doorbell, Event, FailReason, MediaId, Record, SessionId};
+use shmq::{
+    Codec, Command, Doorbell, Event, FailReason, MediaId, Record, RecordingChannels, RecordingEnd,
+    RecordingId, SessionId,
+};
 use tracing::{debug, warn};
 
 use crate::player::MediaData;
 use crate::ports::{PortError, PortPool, PortSlice};
+use crate::recorder::{
+    recorder_link, spawn_writer, RecorderLink, RecorderMessage, RecordingKey, StartMessage,
+    StopMessage, WriterEnd,
+};
+use crate::recording::{max_wav_samples, samples_since, Direction, ReceiveClock};
+use crate::rtp::RTP_HEADER_LEN;
 use crate::session::{
     PayloadCodec, Received, Session, SessionError, SessionEvent, SessionParams, SessionUpdate,
-    MAX_PACKET_LEN,
+    MAX_PACKET_LEN, SAMPLES_PER_MS,
 };
 use crate::timer::DeadlineTimer;
 use crate::MediaError;
@@ -45,6 +59,7 @@ const PENDING_RETRY: Duration = Duration::from_millis(1);
 const RECV_BUFFER_LEN: usize = 2048;
 const DOORBELL_TOKEN: Token = Token(usize::MAX - 1);
 const TIMER_TOKEN: Token = Token(usize::MAX - 2);
+const RECORDER_TOKEN: Token = Token(usize::MAX - 3);
 
 /// Everything one worker needs; built by [`crate::run`] (or a test) and moved to its thread.
 pub struct WorkerSetup {
@@ -52,6 +67,8 @@ pub struct WorkerSetup {
     pub rtp_ip: IpAddr,
     pub ports: PortSlice,
     pub cache_dir: PathBuf,
+    /// Where recordings are written (`<RecordingId hex>.wav`).
+    pub recordings_dir: PathBuf,
     pub max_sessions: usize,
     pub segment: Arc<shmq::Segment>,
     pub commands: shmq::Consumer,
@@ -129,6 +146,17 @@ struct LocalCounters {
     send_errors: u64,
     receive_errors: u64,
     events_dropped_reported: u64,
+    recording_frames_dropped_reported: u64,
+}
+
+/// A session's recording as the worker sees it: enough to place frames and end it.
+#[derive(Debug, Clone, Copy)]
+struct ActiveRecording {
+    serial: u32,
+    started: Instant,
+    /// Where the recording ends at the latest (max_duration_ms, or the WAV size limit).
+    max_samples: u64,
+    receive_clock: ReceiveClock,
 }
 
 struct SessionSlot {
@@ -137,6 +165,7 @@ struct SessionSlot {
     port: u16,
     socket: UdpSocket,
     session: Session,
+    recording: Option<ActiveRecording>,
 }
 
 /// A worker's state; [`Worker::run`] is its loop.
@@ -144,6 +173,7 @@ pub struct Worker {
     index: usize,
     rtp_ip: IpAddr,
     cache_dir: PathBuf,
+    recordings_dir: PathBuf,
     segment: Arc<shmq::Segment>,
     poll: Poll,
     timer: DeadlineTimer,
@@ -160,6 +190,14 @@ pub struct Worker {
     recv_buffer: Box<[u8]>,
     stats: StatsDelta,
     local: LocalCounters,
+    recorder: RecorderLink,
+    /// Moved to the writer thread when the loop starts.
+    writer_end: Option<WriterEnd>,
+    /// Rung by the writer when a recording finished.
+    recorder_doorbell: Arc<Doorbell>,
+    /// (max-length deadline, slot, recording serial); stale entries are skipped.
+    recording_deadlines: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    next_recording_serial: u32,
 }
 
 impl Worker {
@@ -186,10 +224,21 @@ impl Worker {
             )
             .map_err(io_err)?;
         let max = setup.max_sessions;
+        let recorder_doorbell = Arc::new(Doorbell::new().map_err(io_err)?);
+        poll.registry()
+            .register(
+                &mut SourceFd(&recorder_doorbell.as_raw_fd()),
+                RECORDER_TOKEN,
+                Interest::READABLE,
+            )
+            .map_err(io_err)?;
+        let (recorder, writer_end) =
+            recorder_link(max, Arc::clone(&recorder_doorbell)).map_err(io_err)?;
         Ok(Worker {
             index: setup.index,
             rtp_ip: setup.rtp_ip,
             cache_dir: setup.cache_dir,
+            recordings_dir: setup.recordings_dir,
             segment: setup.segment,
             poll,
             timer,
@@ -207,11 +256,51 @@ impl Worker {
             recv_buffer: vec![0u8; RECV_BUFFER_LEN].into_boxed_slice(),
             stats: StatsDelta::default(),
             local: LocalCounters::default(),
+            recorder,
+            writer_end: Some(writer_end),
+            recorder_doorbell,
+            recording_deadlines: BinaryHeap::with_capacity(max * 2 + 16),
+            next_recording_serial: 0,
         })
     }
 
     /// Runs until `stop` is set (checked at least every [`STOP_CHECK_INTERVAL`]).
     pub fn run(mut self, stop: &AtomicBool) -> Result<(), MediaError> {
+        let writer_stop = Arc::new(AtomicBool::new(false));
+        let writer = match self.writer_end.take() {
+            Some(end) => Some(
+                spawn_writer(
+                    self.index,
+                    self.recordings_dir.clone(),
+                    end,
+                    Arc::clone(&writer_stop),
+                )
+                .map_err(|source| MediaError::Spawn {
+                    worker: self.index,
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        let result = self.run_loop(stop);
+        // Recordings still open end with their sessions; the writer completes them.
+        for index in 0..self.slots.len() {
+            self.stop_recording(index, RecordingEnd::SessionClosed, Instant::now());
+        }
+        self.recorder.flush();
+        writer_stop.store(true, Ordering::Release);
+        self.recorder.wake_writer();
+        if let Some(writer) = writer {
+            if writer.join().is_err() {
+                warn!(worker = self.index, "recording writer panicked");
+            }
+        }
+        self.collect_finished_recordings();
+        self.outbox.flush();
+        result
+    }
+
+    fn run_loop(&mut self, stop: &AtomicBool) -> Result<(), MediaError> {
         let mut events = Events::with_capacity(1024);
         // The instant the timer is armed for, to skip re-arming it for the same deadline.
         let mut armed_for: Option<Instant> = None;
@@ -247,11 +336,17 @@ impl Worker {
                         self.timer.clear();
                         armed_for = None;
                     }
+                    RECORDER_TOKEN => {
+                        self.recorder_doorbell.drain();
+                    }
                     Token(slot) => self.receive(slot),
                 }
             }
             self.execute_commands(Instant::now());
             self.send_due(Instant::now());
+            self.end_due_recordings(Instant::now());
+            self.recorder.flush();
+            self.collect_finished_recordings();
             self.outbox.flush();
             self.publish_stats();
         }
@@ -273,7 +368,10 @@ impl Worker {
         if let Some(Reverse((deadline, _, _))) = self.deadlines.peek() {
             wake = wake.min(*deadline);
         }
-        if !self.outbox.pending.is_empty() {
+        if let Some(Reverse((deadline, _, _))) = self.recording_deadlines.peek() {
+            wake = wake.min(*deadline);
+        }
+        if !self.outbox.pending.is_empty() || self.recorder.has_pending() {
             wake = wake.min(now + PENDING_RETRY);
         }
         if !self.commands.is_empty() {
@@ -303,14 +401,22 @@ impl Worker {
 
     fn execute(&mut self, command: Command, now: Instant) {
         match command {
-            // Recording is not carried out by this worker yet: refuse it plainly.
-            Command::StartRecording { session, .. } => {
-                self.outbox.push(Event::SessionFailed {
-                    session,
-                    reason: FailReason::BadCommand,
-                });
+            Command::StartRecording {
+                session,
+                recording,
+                channels,
+                max_duration_ms,
+            } => {
+                if let Err(reason) =
+                    self.start_recording(session, recording, channels, max_duration_ms, now)
+                {
+                    self.outbox.push(Event::SessionFailed { session, reason });
+                }
             }
-            Command::StopRecording { .. } => {}
+            Command::StopRecording { session } => match self.by_id.get(&session) {
+                Some(&index) => self.stop_recording(index, RecordingEnd::Stopped, now),
+                None => self.unknown_session(session),
+            },
             Command::OpenSession {
                 session,
                 remote,
@@ -584,6 +690,7 @@ impl Worker {
                 port,
                 socket,
                 session,
+                recording: None,
             });
         }
         self.by_id.insert(id, index);
@@ -619,6 +726,7 @@ impl Worker {
     }
 
     fn close_session(&mut self, index: usize) {
+        self.stop_recording(index, RecordingEnd::SessionClosed, Instant::now());
         let Some(mut slot) = self.slots.get_mut(index).and_then(Option::take) else {
             return;
         };
@@ -656,12 +764,14 @@ impl Worker {
             outbox,
             stats,
             local,
+            recorder,
             ..
         } = self;
         let Some(Some(slot)) = slots.get_mut(index) else {
             return;
         };
         let id = slot.id;
+        let now = Instant::now();
         loop {
             match slot.socket.recv_from(recv_buffer) {
                 Ok((len, source)) => {
@@ -671,8 +781,26 @@ impl Worker {
                     let received = slot
                         .session
                         .handle_datagram(source, datagram, |e| outbox.push(session_event(id, e)));
-                    if let Received::Dtmf(_) = received {
-                        stats.dtmf_events += 1;
+                    match received {
+                        Received::Dtmf(_) => stats.dtmf_events += 1,
+                        Received::Audio(audio) => {
+                            if let Some(recording) = slot.recording.as_mut() {
+                                let arrival = samples_since(recording.started, now);
+                                let position = recording.receive_clock.place(
+                                    audio.ssrc,
+                                    audio.timestamp,
+                                    arrival,
+                                );
+                                recorder.audio(
+                                    recording_key(index, recording.serial),
+                                    Direction::Received,
+                                    audio.codec,
+                                    position,
+                                    audio.payload,
+                                );
+                            }
+                        }
+                        Received::Rtp | Received::Ignored => {}
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -698,6 +826,7 @@ impl Worker {
             outbox,
             stats,
             local,
+            recorder,
             ..
         } = self;
         while let Some(Reverse((deadline, index, generation))) = deadlines.peek().copied() {
@@ -718,6 +847,15 @@ impl Worker {
             {
                 stats.late_ticks += transmit.skipped_ticks;
                 let packet = send_buffer.get(..transmit.len).unwrap_or_default();
+                if let (true, Some(recording)) = (transmit.audio, slot.recording.as_ref()) {
+                    recorder.audio(
+                        recording_key(index, recording.serial),
+                        Direction::Sent,
+                        slot.session.codec(),
+                        samples_since(recording.started, transmit.due),
+                        packet.get(RTP_HEADER_LEN..).unwrap_or_default(),
+                    );
+                }
                 match slot.socket.send_to(packet, transmit.destination) {
                     Ok(sent) => {
                         stats.packets_out += 1;
@@ -756,6 +894,145 @@ impl Worker {
             );
             self.local.events_dropped_reported = self.outbox.dropped;
         }
+        if self.recorder.frames_dropped != self.local.recording_frames_dropped_reported {
+            warn!(
+                worker = self.index,
+                dropped = self.recorder.frames_dropped,
+                "recording ring full: audio frames dropped"
+            );
+            self.local.recording_frames_dropped_reported = self.recorder.frames_dropped;
+        }
+    }
+
+    /// Starts recording a session: the writer is told first, then frames follow.
+    fn start_recording(
+        &mut self,
+        session: SessionId,
+        recording: RecordingId,
+        channels: RecordingChannels,
+        max_duration_ms: u32,
+        now: Instant,
+    ) -> Result<(), FailReason> {
+        let worker = self.index;
+        let index = *self.by_id.get(&session).ok_or(FailReason::UnknownSession)?;
+        let serial = self.next_recording_serial;
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return Err(FailReason::UnknownSession);
+        };
+        if slot.recording.is_some() {
+            warn!(
+                worker,
+                session = session.0,
+                "StartRecording while recording"
+            );
+            return Err(FailReason::BadCommand);
+        }
+        self.next_recording_serial = serial.wrapping_add(1);
+        let wav_limit = max_wav_samples(channels);
+        let max_samples = match max_duration_ms {
+            0 => wav_limit,
+            ms => (u64::from(ms) * u64::from(SAMPLES_PER_MS)).min(wav_limit),
+        };
+        slot.recording = Some(ActiveRecording {
+            serial,
+            started: now,
+            max_samples,
+            receive_clock: ReceiveClock::new(),
+        });
+        let key = recording_key(index, serial);
+        self.recorder.control(RecorderMessage::Start(StartMessage {
+            key,
+            session,
+            recording,
+            channels,
+            max_samples,
+        }));
+        let max_duration = Duration::from_millis(max_samples / u64::from(SAMPLES_PER_MS));
+        if let Some(deadline) = now.checked_add(max_duration) {
+            self.recording_deadlines
+                .push(Reverse((deadline, index, serial)));
+        }
+        debug!(
+            worker,
+            session = session.0,
+            ?recording,
+            ?channels,
+            max_duration_ms,
+            "recording started"
+        );
+        Ok(())
+    }
+
+    /// Ends the recording of the session in `index`, if it has one, at `now` (at most its
+    /// maximum length); the writer completes the file and reports it.
+    fn stop_recording(&mut self, index: usize, end: RecordingEnd, now: Instant) {
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        let Some(recording) = slot.recording.take() else {
+            return;
+        };
+        let elapsed = u64::try_from(samples_since(recording.started, now)).unwrap_or(0);
+        let end_position = match end {
+            RecordingEnd::MaxLength => recording.max_samples,
+            _ => elapsed.min(recording.max_samples),
+        };
+        self.recorder.control(RecorderMessage::Stop(StopMessage {
+            key: recording_key(index, recording.serial),
+            end_position,
+            end,
+        }));
+    }
+
+    /// Ends every recording whose maximum length has been reached.
+    fn end_due_recordings(&mut self, now: Instant) {
+        while let Some(Reverse((deadline, index, serial))) =
+            self.recording_deadlines.peek().copied()
+        {
+            if deadline > now {
+                break;
+            }
+            self.recording_deadlines.pop();
+            let current = self
+                .slots
+                .get(index)
+                .and_then(Option::as_ref)
+                .and_then(|slot| slot.recording.as_ref())
+                .is_some_and(|recording| recording.serial == serial);
+            if current {
+                self.stop_recording(index, RecordingEnd::MaxLength, now);
+            }
+        }
+    }
+
+    /// Turns the writer's completion reports into `RecordingDone` events.
+    fn collect_finished_recordings(&mut self) {
+        while let Some(finished) = self.recorder.pop_finished() {
+            // A write failure ends a recording the worker still considers active.
+            let index = finished.key.slot as usize;
+            if let Some(Some(slot)) = self.slots.get_mut(index) {
+                if slot
+                    .recording
+                    .is_some_and(|recording| recording.serial == finished.key.serial)
+                {
+                    slot.recording = None;
+                }
+            }
+            self.outbox.push(Event::RecordingDone {
+                session: finished.session,
+                recording: finished.recording,
+                duration_ms: finished.duration_ms,
+                bytes: finished.bytes,
+                end: finished.end,
+            });
+        }
+    }
+}
+
+fn recording_key(index: usize, serial: u32) -> RecordingKey {
+    RecordingKey {
+        slot: index as u32,
+        serial,
     }
 }
 

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use media::rtp::{parse_rtp, RtpHeader};
 use media::{MediaConfig, MediaError};
-use shmq::{Codec, Command, Event, FailReason, MediaId, SessionId};
+use shmq::{
+    Codec, Command, Event, FailReason, MediaId, RecordingChannels, RecordingEnd, RecordingId,
+    SessionId,
+};
 
 struct TempDir(PathBuf);
 
@@ -47,6 +50,7 @@ impl Control {
     fn start(dir: &Path, cache_dir: &Path, workers: usize, port_base: u16) -> Control {
         let segment_path = dir.join("segment");
         let socket_path = dir.join("attach.sock");
+        std::fs::create_dir_all(dir.join("recordings")).unwrap();
         let segment = shmq::Segment::create(&segment_path, workers, 256).unwrap();
         let doorbells = shmq::DoorbellSet::new(workers).unwrap();
         let listener = shmq::AttachListener::bind(&socket_path).unwrap();
@@ -56,6 +60,7 @@ impl Control {
             rtp_port_min: port_base,
             rtp_port_max: port_base + 99,
             cache_dir: cache_dir.to_path_buf(),
+            recordings_dir: dir.join("recordings"),
             max_sessions_per_worker: 8,
         };
         let media = std::thread::spawn(move || {
@@ -697,5 +702,447 @@ fn outbound_update_then_send_digits() {
             reason: FailReason::BadCommand
         }
     );
+    control.stop().unwrap();
+}
+
+// ----- recording ---------------------------------------------------------------------
+
+/// Waits for `worker`'s next event that `matches`, skipping PlayDone events on the way.
+fn wait_event(
+    control: &mut Control,
+    worker: usize,
+    what: &str,
+    matches: impl Fn(&Event) -> bool,
+) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(event) = control.next_event(worker, Duration::from_millis(100)) {
+            if matches(&event) {
+                return event;
+            }
+            assert!(
+                matches!(event, Event::PlayDone { .. }),
+                "unexpected {event:?} while waiting for {what}"
+            );
+        }
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn recording_done(control: &mut Control, worker: usize) -> Event {
+    wait_event(control, worker, "RecordingDone", |e| {
+        matches!(e, Event::RecordingDone { .. })
+    })
+}
+
+/// Reads a recording: (channel count, samples interleaved), checking the header's sizes.
+fn read_wav(path: &Path) -> (u16, Vec<i16>) {
+    let wav = std::fs::read(path).unwrap();
+    assert_eq!(&wav[0..4], b"RIFF");
+    assert_eq!(&wav[8..16], b"WAVEfmt ");
+    let u32_at = |i: usize| u32::from_le_bytes(wav[i..i + 4].try_into().unwrap());
+    let u16_at = |i: usize| u16::from_le_bytes(wav[i..i + 2].try_into().unwrap());
+    assert_eq!(u32_at(4) as usize, wav.len() - 8, "RIFF size");
+    assert_eq!(u16_at(20), 1, "PCM");
+    assert_eq!(u32_at(24), 8000);
+    assert_eq!(u16_at(34), 16);
+    assert_eq!(&wav[36..40], b"data");
+    assert_eq!(u32_at(40) as usize, wav.len() - 44, "data size");
+    let channels = u16_at(22);
+    let samples = wav[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    (channels, samples)
+}
+
+fn decode_ulaw(bytes: &[u8]) -> Vec<i16> {
+    bytes
+        .iter()
+        .map(|b| media::g711::ULAW_DECODE[*b as usize])
+        .collect()
+}
+
+/// Asserts `track` is silence, then exactly `expected`, then silence; returns where it starts.
+fn assert_placed(track: &[i16], expected: &[i16], what: &str) -> usize {
+    let start = track
+        .iter()
+        .position(|s| *s != 0)
+        .unwrap_or_else(|| panic!("{what}: all silence"));
+    assert!(
+        start + expected.len() <= track.len(),
+        "{what}: starts at {start}, {} samples do not fit in {}",
+        expected.len(),
+        track.len()
+    );
+    let placed = &track[start..start + expected.len()];
+    if let Some(i) = placed.iter().zip(expected).position(|(a, b)| a != b) {
+        let to = (i + 8).min(expected.len());
+        panic!(
+            "{what}: placed at {start}, differs at {i} of {}: {:?} != {:?}",
+            expected.len(),
+            &placed[i..to],
+            &expected[i..to]
+        );
+    }
+    let after = &track[start + expected.len()..];
+    if let Some(i) = after.iter().position(|s| *s != 0) {
+        panic!(
+            "{what}: placed at {start}, {} more samples after {i} samples of silence",
+            after.len() - i
+        );
+    }
+    start
+}
+
+fn audio_packet(seq: u16, timestamp: u32, payload: &[u8]) -> Vec<u8> {
+    let mut pkt = vec![0u8; 12];
+    RtpHeader {
+        marker: false,
+        payload_type: 0,
+        sequence: seq,
+        timestamp,
+        ssrc: 0x0A0B_0C0D,
+    }
+    .write(&mut pkt)
+    .unwrap();
+    pkt.extend_from_slice(payload);
+    pkt
+}
+
+/// Sends `payload` as 20 ms PCMU packets, paced, with timestamps that wrap.
+fn send_audio(peer: &UdpSocket, to: SocketAddr, payload: &[u8]) {
+    let mut timestamp = 0xFFFF_FE00u32;
+    for (i, chunk) in payload.chunks(160).enumerate() {
+        peer.send_to(&audio_packet(500 + i as u16, timestamp, chunk), to)
+            .unwrap();
+        timestamp = timestamp.wrapping_add(160);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts a recording, plays `file` while the peer sends `received`, then stops it; returns
+/// the RecordingDone and the file's path.
+fn record_call(
+    control: &mut Control,
+    dir: &Path,
+    session: SessionId,
+    channels: RecordingChannels,
+    media: MediaId,
+    received: &[u8],
+) -> (Event, PathBuf) {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local_port = control.open(0, session, peer.local_addr().unwrap(), Codec::Pcmu);
+    let recording = RecordingId([session.0 as u8; 16]);
+    control.send(
+        0,
+        Command::StartRecording {
+            session,
+            recording,
+            channels,
+            max_duration_ms: 0,
+        },
+    );
+    // StartRecording has no answer: give the worker time to take it before audio flows
+    // (a packet that arrives before it is, rightly, not recorded).
+    std::thread::sleep(Duration::from_millis(100));
+    control.send(
+        0,
+        Command::Play {
+            session,
+            play_id: 1,
+            media,
+            loops: 1,
+        },
+    );
+    let media_addr: SocketAddr = format!("127.0.0.1:{local_port}").parse().unwrap();
+    send_audio(&peer, media_addr, received);
+    wait_event(control, 0, "PlayDone", |e| {
+        matches!(e, Event::PlayDone { play_id: 1, .. })
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    control.send(0, Command::StopRecording { session });
+    let done = recording_done(control, 0);
+    let path = dir.join("recordings").join(recording.file_name());
+    assert!(
+        !dir.join("recordings")
+            .join(format!("{}.part", recording.file_name()))
+            .exists(),
+        "renamed"
+    );
+    (done, path)
+}
+
+#[test]
+fn records_both_directions_in_two_channels() {
+    let dir = TempDir::new("rec-dual");
+    let cache = dir.0.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    // 0.5 s played, 1 s received; neither starts with a byte that decodes to 0.
+    let file: Vec<u8> = (0..4000u32).map(|i| (i % 200) as u8 + 1).collect();
+    let id = media_id(&file);
+    std::fs::write(cache.join(id.file_name()), &file).unwrap();
+    let received: Vec<u8> = (0..8000u32).map(|i| ((i * 7) % 120) as u8 + 130).collect();
+
+    let mut control = Control::start(&dir.0, &cache, 1, 31600);
+    let session = SessionId(21);
+    let (done, path) = record_call(
+        &mut control,
+        &dir.0,
+        session,
+        RecordingChannels::Dual,
+        id,
+        &received,
+    );
+    let Event::RecordingDone {
+        session: s,
+        recording,
+        duration_ms,
+        bytes,
+        end,
+    } = done
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (s, recording, end),
+        (session, RecordingId([21; 16]), RecordingEnd::Stopped)
+    );
+    let (channels, samples) = read_wav(&path);
+    assert_eq!(channels, 2);
+    assert_eq!(bytes, std::fs::metadata(&path).unwrap().len());
+    let frames = samples.len() / 2;
+    assert_eq!(u64::from(duration_ms), frames as u64 / 8);
+    assert!(
+        duration_ms >= 1000,
+        "at least the received second: {duration_ms} ms"
+    );
+    let far_end: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let ours: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    // Channel 1: the received audio, sample-exact and contiguous (placed by timestamp).
+    assert_placed(&far_end, &decode_ulaw(&received), "channel 1 (received)");
+    // Channel 2: the played file, sample-exact, idle silence around it.
+    assert_placed(&ours, &decode_ulaw(&file), "channel 2 (sent)");
+
+    control.send(0, Command::CloseSession { session });
+    wait_event(&mut control, 0, "SessionClosed", |e| {
+        matches!(e, Event::SessionClosed { .. })
+    });
+    control.stop().unwrap();
+}
+
+/// μ-law bytes that decode to small values (|x| <= 372, never 0).
+fn quiet_ulaw(len: usize) -> Vec<u8> {
+    let alphabet: Vec<u8> = (0xE0..=0xEF)
+        .chain(0xF0..=0xFE)
+        .chain(0x60..=0x6F)
+        .chain(0x70..=0x7E)
+        .collect();
+    (0..len)
+        .map(|i| alphabet[(i * 5) % alphabet.len()])
+        .collect()
+}
+
+#[test]
+fn records_the_mix_in_one_channel() {
+    let dir = TempDir::new("rec-mono");
+    let cache = dir.0.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    // Played: quiet; received: loud, 1024 apart. Any mix of the two decomposes uniquely.
+    let file = quiet_ulaw(8000);
+    let id = media_id(&file);
+    std::fs::write(cache.join(id.file_name()), &file).unwrap();
+    let received: Vec<u8> = (0..8000u32).map(|i| 0x80 + (i % 16) as u8).collect();
+    let loud: Vec<i16> = decode_ulaw(&(0x80..=0x8F).collect::<Vec<u8>>());
+    assert!(loud.iter().all(|x| *x >= 16_764));
+
+    let mut control = Control::start(&dir.0, &cache, 1, 31800);
+    let (done, path) = record_call(
+        &mut control,
+        &dir.0,
+        SessionId(22),
+        RecordingChannels::Mono,
+        id,
+        &received,
+    );
+    let Event::RecordingDone { end, bytes, .. } = done else {
+        unreachable!()
+    };
+    assert_eq!(end, RecordingEnd::Stopped);
+    let (channels, mixed) = read_wav(&path);
+    assert_eq!(channels, 1);
+    assert_eq!(bytes, 44 + 2 * mixed.len() as u64);
+    let (mut far_end, mut ours) = (Vec::new(), Vec::new());
+    for m in &mixed {
+        let r = if *m > 10_000 {
+            *loud
+                .iter()
+                .min_by_key(|l| (i32::from(*m) - i32::from(**l)).abs())
+                .unwrap()
+        } else {
+            0
+        };
+        far_end.push(r);
+        ours.push(m - r);
+    }
+    let r0 = assert_placed(
+        &far_end,
+        &decode_ulaw(&received),
+        "received part of the mix",
+    );
+    let s0 = assert_placed(&ours, &decode_ulaw(&file), "sent part of the mix");
+    assert!(
+        r0 < s0 + file.len() && s0 < r0 + received.len(),
+        "the two directions overlap (mixed): received at {r0}, sent at {s0}"
+    );
+    control.stop().unwrap();
+}
+
+#[test]
+fn recording_ends_at_max_length_with_the_session_and_on_errors() {
+    let dir = TempDir::new("rec-ends");
+    let cache = dir.0.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let file: Vec<u8> = (0..1600u32).map(|i| (i % 100) as u8 + 1).collect();
+    let id = media_id(&file);
+    std::fs::write(cache.join(id.file_name()), &file).unwrap();
+    let recordings = dir.0.join("recordings");
+
+    let mut control = Control::start(&dir.0, &cache, 1, 32000);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let session = SessionId(31);
+    let start = |recording: RecordingId, channels, max_duration_ms| Command::StartRecording {
+        session,
+        recording,
+        channels,
+        max_duration_ms,
+    };
+
+    // Unknown session.
+    control.send(
+        0,
+        Command::StartRecording {
+            session: SessionId(99),
+            recording: RecordingId([9; 16]),
+            channels: RecordingChannels::Mono,
+            max_duration_ms: 0,
+        },
+    );
+    assert_eq!(
+        control.expect_event(0, "SessionFailed"),
+        Event::SessionFailed {
+            session: SessionId(99),
+            reason: FailReason::UnknownSession
+        }
+    );
+
+    control.open(0, session, peer.local_addr().unwrap(), Codec::Pcmu);
+    control.send(
+        0,
+        Command::Play {
+            session,
+            play_id: 1,
+            media: id,
+            loops: 0,
+        },
+    );
+    // max_duration_ms: the file is exactly that long; a second start is refused meanwhile.
+    let first = RecordingId([1; 16]);
+    control.send(0, start(first, RecordingChannels::Mono, 300));
+    control.send(0, start(RecordingId([2; 16]), RecordingChannels::Mono, 0));
+    assert_eq!(
+        control.expect_event(0, "SessionFailed"),
+        Event::SessionFailed {
+            session,
+            reason: FailReason::BadCommand
+        }
+    );
+    assert_eq!(
+        recording_done(&mut control, 0),
+        Event::RecordingDone {
+            session,
+            recording: first,
+            duration_ms: 300,
+            bytes: 44 + 2400 * 2,
+            end: RecordingEnd::MaxLength,
+        }
+    );
+    let (_, samples) = read_wav(&recordings.join(first.file_name()));
+    assert_eq!(samples.len(), 2400);
+    assert!(
+        samples.iter().filter(|s| **s != 0).count() > 1000,
+        "the looping file is in it"
+    );
+
+    // A file that cannot be created: WriteFailed, nothing kept; the session can record again.
+    let blocked = RecordingId([3; 16]);
+    std::fs::create_dir(recordings.join(format!("{}.part", blocked.file_name()))).unwrap();
+    control.send(0, start(blocked, RecordingChannels::Dual, 0));
+    assert_eq!(
+        recording_done(&mut control, 0),
+        Event::RecordingDone {
+            session,
+            recording: blocked,
+            duration_ms: 0,
+            bytes: 0,
+            end: RecordingEnd::WriteFailed,
+        }
+    );
+
+    // CloseSession ends the recording: SessionClosed, then RecordingDone { SessionClosed }.
+    let last = RecordingId([4; 16]);
+    control.send(0, start(last, RecordingChannels::Dual, 0));
+    std::thread::sleep(Duration::from_millis(400));
+    control.send(0, Command::CloseSession { session });
+    let closed = wait_event(&mut control, 0, "SessionClosed", |e| {
+        matches!(e, Event::SessionClosed { .. } | Event::RecordingDone { .. })
+    });
+    assert!(
+        matches!(closed, Event::SessionClosed { session: s, .. } if s == session),
+        "SessionClosed comes first, got {closed:?}"
+    );
+    let Event::RecordingDone {
+        session: s,
+        recording,
+        duration_ms,
+        bytes,
+        end,
+    } = recording_done(&mut control, 0)
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (s, recording, end),
+        (session, last, RecordingEnd::SessionClosed)
+    );
+    assert!((350..2000).contains(&duration_ms), "{duration_ms} ms");
+    let (channels, samples) = read_wav(&recordings.join(last.file_name()));
+    assert_eq!(channels, 2);
+    assert_eq!(bytes, 44 + 2 * samples.len() as u64);
+    assert_eq!(u64::from(duration_ms), samples.len() as u64 / 2 / 8);
+    let sent: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    assert!(
+        sent.iter().filter(|s| **s != 0).count() > 2000,
+        "sent audio recorded"
+    );
+    assert!(
+        samples.iter().step_by(2).all(|s| *s == 0),
+        "nothing received"
+    );
+    // No StopRecording target any more; no stray .part files.
+    control.send(0, Command::StopRecording { session });
+    assert_eq!(
+        control.expect_event(0, "SessionFailed"),
+        Event::SessionFailed {
+            session,
+            reason: FailReason::UnknownSession
+        }
+    );
+    let parts: Vec<_> = std::fs::read_dir(&recordings)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".part") && !n.starts_with(&blocked.to_hex()))
+        .collect();
+    assert!(parts.is_empty(), "{parts:?}");
     control.stop().unwrap();
 }

@@ -88,6 +88,7 @@ fn media_main(args: Args) -> Result<()> {
             rtp_port_min,
             rtp_port_max,
             cache_dir: config.cache_dir(),
+            recordings_dir: config.recordings_dir(),
             max_sessions_per_worker: config.media.max_sessions_per_worker,
         },
         segment,
@@ -152,8 +153,13 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    // The media process writes call recordings here; it must exist before it starts.
     let recordings_dir = config.recordings_dir();
     std::fs::create_dir_all(&recordings_dir)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&recordings_dir, std::fs::Permissions::from_mode(0o750))
+        })
         .with_context(|| format!("creating {}", recordings_dir.display()))?;
     let store = Store::open(&data_dir.join("switchboard.sqlite"))
         .await
