@@ -80,20 +80,7 @@ pub struct CallerIdValidation {
 impl Store {
     /// Stores a new caller ID; `false` when the account already has this number.
     pub async fn insert_caller_id(&self, c: &CallerId) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO outgoing_caller_ids (sid, account_sid, phone_number, digits,
-                friendly_name, date_created, date_updated)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_sid, digits) DO NOTHING",
-        )
-        .bind(&c.sid)
-        .bind(&c.account_sid)
-        .bind(&c.phone_number)
-        .bind(number_digits(&c.phone_number))
-        .bind(&c.friendly_name)
-        .bind(c.date_created)
-        .bind(c.date_updated)
-        .execute(&self.pool)
-        .await?;
+        let result = insert_caller_id_query(c).execute(&self.pool).await?;
         Ok(result.rows_affected() == 1)
     }
 
@@ -268,24 +255,29 @@ impl Store {
         }
         if let Ok(c) = outcome {
             // An already validated number stays as it is (same account, same digits).
-            sqlx::query(
-                "INSERT INTO outgoing_caller_ids (sid, account_sid, phone_number, digits,
-                    friendly_name, date_created, date_updated)
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_sid, digits) DO NOTHING",
-            )
-            .bind(&c.sid)
-            .bind(&c.account_sid)
-            .bind(&c.phone_number)
-            .bind(number_digits(&c.phone_number))
-            .bind(&c.friendly_name)
-            .bind(c.date_created)
-            .bind(c.date_updated)
-            .execute(&mut *tx)
-            .await?;
+            insert_caller_id_query(c).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Inserts a caller ID unless the account already has its digits.
+fn insert_caller_id_query(
+    c: &CallerId,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    sqlx::query(
+        "INSERT INTO outgoing_caller_ids (sid, account_sid, phone_number, digits,
+            friendly_name, date_created, date_updated)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_sid, digits) DO NOTHING",
+    )
+    .bind(&c.sid)
+    .bind(&c.account_sid)
+    .bind(&c.phone_number)
+    .bind(number_digits(&c.phone_number))
+    .bind(&c.friendly_name)
+    .bind(c.date_created)
+    .bind(c.date_updated)
 }
 
 fn caller_id_from_row(r: &SqliteRow) -> Result<CallerId, StoreError> {
