@@ -1,13 +1,15 @@
 """REST resources managed through the official Python SDK: IncomingPhoneNumbers
 (create/list/page/update/delete, and a created number answering a real SIPp
 call), subaccounts (the parent reaches them, they never reach the parent), API
-keys (SK…:secret credentials, revoked by delete), Calls date filters and
-delete, XML/CSV formats, and Twilio error codes."""
+keys (SK…:secret credentials, revoked by delete), stable paging with
+PageToken, Calls date filters and delete, XML/CSV formats, and Twilio error
+codes."""
 
 from __future__ import annotations
 
 import datetime
 import secrets
+import time
 
 import pytest
 import requests
@@ -68,6 +70,7 @@ def test_incoming_numbers_crud_and_paging(switchboard, app, account):
         page = client.incoming_phone_numbers.page(page_size=2)
         hops = 1
         while page.next_page_url:
+            assert "PageToken=PA" in page.next_page_url, page.next_page_url
             page = page.next_page()
             hops += 1
         assert hops >= 3, hops
@@ -271,6 +274,48 @@ def test_api_keys(switchboard, account, accounts):
     with pytest.raises(TwilioRestException) as raised:
         owner.keys(key.sid).fetch()
     assert raised.value.code == 20404
+
+
+def test_page_tokens_keep_paging_stable(switchboard, account):
+    """The SDK follows next_page_uri, which names the last item seen (PageToken): every
+    item comes exactly once, in order, across 4 pages, even when an item already seen is
+    deleted between pages (an offset would then skip one)."""
+    parent = switchboard.client(account)
+    sub = parent.api.accounts.create(friendly_name="rest-resources paging")
+    client = _client(switchboard, sub.sid, sub.auth_token)
+    created = []
+    for i in range(7):
+        created.append(client.new_keys.create(friendly_name=f"page {i}").sid)
+        time.sleep(0.005)  # distinct creation times, so that the list order is creation order
+
+    streamed = [k.sid for k in client.keys.stream(page_size=2)]
+    assert streamed == created
+    assert [k.friendly_name for k in client.keys.list(page_size=3)] == \
+        [f"page {i}" for i in range(7)]
+
+    page = client.keys.page(page_size=2)
+    assert "PageToken=PA" in page.next_page_url, page.next_page_url
+    assert page.previous_page_url is None
+    seen = [k.sid for k in page]
+    assert client.keys(seen[0]).delete() is True
+    pages = 1
+    while page.next_page_url:
+        page = page.next_page()
+        pages += 1
+        assert page.previous_page_url and "PageToken=PB" in page.previous_page_url
+        seen += [k.sid for k in page]
+    assert seen == created
+    assert pages == 4
+
+    # A previous page (PageToken=PB…) holds the items just before the current one's.
+    back = page.previous_page()
+    assert [k.sid for k in back] == created[4:6]
+
+    # (A page request that fails raises a bare TwilioException holding the response.)
+    with pytest.raises(TwilioException) as raised:
+        client.keys.page(page_size=2, page_token="PAnot-a-token")
+    assert _status(raised.value) == 400
+    assert '"code":20001' in raised.value.args[1].text, raised.value
 
 
 def test_calls_date_filters_and_delete(switchboard, app, account, tmp_path):

@@ -102,10 +102,9 @@ pub async fn list(
     };
     let page = state
         .store
-        .list_account_tree(principal.sid(), &filter, paging.page, paging.page_size)
+        .list_account_tree(principal.sid(), &filter, &paging.request())
         .await?;
-    let items = page.items.iter().map(json::account).collect();
-    let body = paging.list("accounts", items, page.has_more, uri.path(), &query);
+    let body = paging.list("accounts", &page, json::account, uri.path(), &query);
     Ok(Reply::list(
         Format::of_path(uri.path()),
         "accounts",

@@ -54,13 +54,12 @@ pub async fn list(
     };
     let page = state
         .store
-        .list_caller_ids(&account, &filter, paging.page, paging.page_size)
+        .list_caller_ids(&account, &filter, &paging.request())
         .await?;
-    let items = page.items.iter().map(caller_id_json).collect();
     let body = paging.list(
         "outgoing_caller_ids",
-        items,
-        page.has_more,
+        &page,
+        caller_id_json,
         uri.path(),
         &query,
     );

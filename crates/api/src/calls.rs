@@ -6,7 +6,7 @@ use axum::http::{StatusCode, Uri};
 use store::{CallDeletion, CallFilter};
 
 use crate::format::{Format, Reply};
-use crate::params::{date_range, Params};
+use crate::params::{date_range, e164, Params};
 use crate::{
     json, paging, resource_sid, ApiError, ApiState, LiveUpdate, PlaceCall, PlaceCallError,
 };
@@ -77,10 +77,9 @@ pub async fn list(
     };
     let page = state
         .store
-        .list_calls(&account, &filter, paging.page, paging.page_size)
+        .list_calls(&account, &filter, &paging.request())
         .await?;
-    let items = page.items.iter().map(json::call).collect();
-    let body = paging.list("calls", items, page.has_more, uri.path(), &query);
+    let body = paging.list("calls", &page, json::call, uri.path(), &query);
     Ok(Reply::list(
         Format::of_path(uri.path()),
         "calls",
@@ -127,6 +126,14 @@ pub async fn create(
             })
     };
     let to = required("To", 21201)?;
+    // A phone number or a SIP URI; anything else would reach the catch-all trunk.
+    if !to.starts_with("sip:") && e164(&to).is_none() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            21211,
+            format!("Invalid 'To' Phone Number: {to}"),
+        ));
+    }
     let from = required("From", 21213)?;
     let twiml = params.get("Twiml").map(str::to_string);
     if let Some(xml) = &twiml {
@@ -402,10 +409,15 @@ async fn notifications_page(
     let paging = paging::Paging::from_query(query)?;
     let page = state
         .store
-        .list_notifications(account, call, paging.page, paging.page_size)
+        .list_notifications(account, call, &paging.request())
         .await?;
-    let items = page.items.iter().map(json::notification).collect();
-    let body = paging.list("notifications", items, page.has_more, uri.path(), query);
+    let body = paging.list(
+        "notifications",
+        &page,
+        json::notification,
+        uri.path(),
+        query,
+    );
     Ok(Reply::list(
         Format::of_path(uri.path()),
         "notifications",

@@ -59,10 +59,9 @@ pub async fn list(
     let paging = paging::Paging::from_query(&query)?;
     let page = state
         .store
-        .list_api_keys(&account, paging.page, paging.page_size)
+        .list_api_keys(&account, &paging.request())
         .await?;
-    let items = page.items.iter().map(json::api_key).collect();
-    let body = paging.list("keys", items, page.has_more, uri.path(), &query);
+    let body = paging.list("keys", &page, json::api_key, uri.path(), &query);
     Ok(Reply::list(
         Format::of_path(uri.path()),
         "keys",

@@ -34,13 +34,12 @@ pub async fn list(
     };
     let page = state
         .store
-        .list_incoming_numbers(&account, &filter, paging.page, paging.page_size)
+        .list_incoming_numbers(&account, &filter, &paging.request())
         .await?;
-    let items = page.items.iter().map(json::incoming_number).collect();
     let body = paging.list(
         "incoming_phone_numbers",
-        items,
-        page.has_more,
+        &page,
+        json::incoming_number,
         uri.path(),
         &query,
     );

@@ -61,14 +61,15 @@ async fn list_filtered(
     let paging = paging::Paging::from_query(query)?;
     let page = state
         .store
-        .list_recordings(account, &filter, paging.page, paging.page_size)
+        .list_recordings(account, &filter, &paging.request())
         .await?;
-    let items = page
-        .items
-        .iter()
-        .map(|r| recording_json(r, &state.self_url))
-        .collect();
-    let body = paging.list("recordings", items, page.has_more, uri.path(), query);
+    let body = paging.list(
+        "recordings",
+        &page,
+        |r| recording_json(r, &state.self_url),
+        uri.path(),
+        query,
+    );
     Ok(Reply::list(
         Format::of_path(uri.path()),
         "recordings",

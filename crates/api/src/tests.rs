@@ -856,6 +856,49 @@ async fn insert_call(s: &ApiState, sid: &str, status: CallStatus, start_ms: i64)
 }
 
 #[tokio::test]
+async fn next_page_uris_carry_a_page_token_and_stay_stable() {
+    let s = state().await;
+    for i in 0..7 {
+        insert_call(&s, &format!("CAp{i}"), CallStatus::Completed, 1_000 + i).await;
+    }
+    let calls = "/2010-04-01/Accounts/AC1/Calls.json";
+    let mut seen = Vec::new();
+    let mut next = Some(format!("{calls}?PageSize=2&Status=completed"));
+    let mut pages = 0;
+    while let Some(uri) = next {
+        let (status, page) = get(&s, &uri, "AC1", "token1").await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {page}");
+        for c in page["calls"].as_array().unwrap() {
+            seen.push(c["sid"].as_str().unwrap().to_string());
+        }
+        next = page["next_page_uri"].as_str().map(str::to_string);
+        if let Some(next) = &next {
+            assert!(next.contains("&PageToken=PA"), "{next}");
+            assert!(next.ends_with("&Status=completed"), "{next}");
+        }
+        pages += 1;
+        if pages == 1 {
+            // Newer calls arriving while a client pages must not shift the later pages.
+            insert_call(&s, "CAp8", CallStatus::Completed, 5_000).await;
+            insert_call(&s, "CAp9", CallStatus::Completed, 6_000).await;
+        }
+    }
+    assert_eq!(pages, 4);
+    // (CA1, the fixture's call, shares CAp0's creation time: the SID breaks the tie.)
+    assert_eq!(
+        seen,
+        ["CAp6", "CAp5", "CAp4", "CAp3", "CAp2", "CAp1", "CAp0", "CA1"]
+    );
+
+    for token in ["nonsense", "PA", "PA%21%21"] {
+        let (status, body) = get(&s, &format!("{calls}?PageToken={token}"), "AC1", "token1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{token}: {body}");
+        assert_eq!(body["code"], 20001);
+        assert_eq!(body["status"], 400);
+    }
+}
+
+#[tokio::test]
 async fn calls_filter_by_date_and_delete() {
     let s = state().await;
     const DAY: i64 = 86_400_000;

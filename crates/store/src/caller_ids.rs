@@ -6,7 +6,8 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::{number_digits, page_of, Page, Store, StoreError};
+use crate::paging::{bind_page, list_sql, page_of_request, ListOrder};
+use crate::{number_digits, Page, PageRequest, Store, StoreError};
 
 /// A phone number the account proved it answers, usable as caller ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,25 +125,23 @@ impl Store {
         &self,
         account_sid: &str,
         filter: &CallerIdFilter,
-        page: u32,
-        page_size: u32,
+        request: &PageRequest,
     ) -> Result<Page<CallerId>, StoreError> {
-        let rows = sqlx::query(
+        let sql = list_sql(
             "SELECT * FROM outgoing_caller_ids WHERE account_sid = ?
                 AND (? IS NULL OR digits = ?)
-                AND (? IS NULL OR friendly_name = ?)
-             ORDER BY date_created, sid LIMIT ? OFFSET ?",
-        )
-        .bind(account_sid)
-        .bind(&filter.phone_number_digits)
-        .bind(&filter.phone_number_digits)
-        .bind(&filter.friendly_name)
-        .bind(&filter.friendly_name)
-        .bind(i64::from(page_size) + 1)
-        .bind(i64::from(page) * i64::from(page_size))
-        .fetch_all(&self.pool)
-        .await?;
-        page_of(rows, page_size, caller_id_from_row)
+                AND (? IS NULL OR friendly_name = ?)",
+            ListOrder::OldestFirst,
+            request,
+        );
+        let query = sqlx::query(sql)
+            .bind(account_sid)
+            .bind(&filter.phone_number_digits)
+            .bind(&filter.phone_number_digits)
+            .bind(&filter.friendly_name)
+            .bind(&filter.friendly_name);
+        let rows = bind_page(query, request).fetch_all(&self.pool).await?;
+        page_of_request(rows, request, caller_id_from_row)
     }
 
     /// Renames a caller ID; `false` when the account has no such caller ID.
@@ -387,7 +386,7 @@ mod tests {
             ..CallerIdFilter::default()
         };
         let page = store
-            .list_caller_ids(&account, &filter, 0, 10)
+            .list_caller_ids(&account, &filter, &PageRequest::offset(0, 10))
             .await
             .unwrap();
         assert_eq!(page.items.len(), 1);

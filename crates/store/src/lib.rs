@@ -8,6 +8,7 @@
 mod call_requests;
 mod caller_ids;
 mod migrations;
+mod paging;
 mod recordings;
 mod records;
 mod resources;
@@ -16,6 +17,7 @@ pub use caller_ids::{CallerId, CallerIdFilter, CallerIdValidation, ValidationSta
 pub use recordings::{Recording, RecordingFilter};
 pub use trunks::Trunk;
 
+pub use paging::{PageRequest, PageStart, SortKey};
 pub use records::*;
 
 use std::path::Path;
@@ -24,6 +26,8 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
+
+use paging::{bind_page, list_sql, page_of_request, ListOrder};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -275,10 +279,9 @@ impl Store {
         &self,
         account_sid: &str,
         filter: &CallFilter,
-        page: u32,
-        page_size: u32,
+        request: &PageRequest,
     ) -> Result<Page<CallRecord>, StoreError> {
-        let rows = sqlx::query(
+        let sql = list_sql(
             "SELECT * FROM calls WHERE account_sid = ?
                 AND (? IS NULL OR to_addr = ?)
                 AND (? IS NULL OR from_addr = ?)
@@ -287,31 +290,30 @@ impl Store {
                 AND (? IS NULL OR start_time >= ?)
                 AND (? IS NULL OR start_time < ?)
                 AND (? IS NULL OR end_time >= ?)
-                AND (? IS NULL OR end_time < ?)
-             ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
-        )
-        .bind(account_sid)
-        .bind(&filter.to)
-        .bind(&filter.to)
-        .bind(&filter.from)
-        .bind(&filter.from)
-        .bind(&filter.status)
-        .bind(&filter.status)
-        .bind(&filter.parent_call_sid)
-        .bind(&filter.parent_call_sid)
-        .bind(filter.start_time_from)
-        .bind(filter.start_time_from)
-        .bind(filter.start_time_before)
-        .bind(filter.start_time_before)
-        .bind(filter.end_time_from)
-        .bind(filter.end_time_from)
-        .bind(filter.end_time_before)
-        .bind(filter.end_time_before)
-        .bind(i64::from(page_size) + 1)
-        .bind(i64::from(page) * i64::from(page_size))
-        .fetch_all(&self.pool)
-        .await?;
-        page_of(rows, page_size, call_from_row)
+                AND (? IS NULL OR end_time < ?)",
+            ListOrder::NewestFirst,
+            request,
+        );
+        let query = sqlx::query(sql)
+            .bind(account_sid)
+            .bind(&filter.to)
+            .bind(&filter.to)
+            .bind(&filter.from)
+            .bind(&filter.from)
+            .bind(&filter.status)
+            .bind(&filter.status)
+            .bind(&filter.parent_call_sid)
+            .bind(&filter.parent_call_sid)
+            .bind(filter.start_time_from)
+            .bind(filter.start_time_from)
+            .bind(filter.start_time_before)
+            .bind(filter.start_time_before)
+            .bind(filter.end_time_from)
+            .bind(filter.end_time_from)
+            .bind(filter.end_time_before)
+            .bind(filter.end_time_before);
+        let rows = bind_page(query, request).fetch_all(&self.pool).await?;
+        page_of_request(rows, request, call_from_row)
     }
 
     /// Deletes a finished call of `account_sid` (its notifications stay, as on Twilio).
@@ -369,21 +371,19 @@ impl Store {
         &self,
         account_sid: &str,
         call_sid: Option<&str>,
-        page: u32,
-        page_size: u32,
+        request: &PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM notifications WHERE account_sid = ? AND (? IS NULL OR call_sid = ?)
-             ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
-        )
-        .bind(account_sid)
-        .bind(call_sid)
-        .bind(call_sid)
-        .bind(i64::from(page_size) + 1)
-        .bind(i64::from(page) * i64::from(page_size))
-        .fetch_all(&self.pool)
-        .await?;
-        page_of(rows, page_size, notification_from_row)
+        let sql = list_sql(
+            "SELECT * FROM notifications WHERE account_sid = ? AND (? IS NULL OR call_sid = ?)",
+            ListOrder::NewestFirst,
+            request,
+        );
+        let query = sqlx::query(sql)
+            .bind(account_sid)
+            .bind(call_sid)
+            .bind(call_sid);
+        let rows = bind_page(query, request).fetch_all(&self.pool).await?;
+        page_of_request(rows, request, notification_from_row)
     }
 
     pub async fn notification(

@@ -7,7 +7,8 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::{page_of, Page, Store, StoreError};
+use crate::paging::{bind_page, list_sql, page_of_request, ListOrder};
+use crate::{Page, PageRequest, Store, StoreError};
 
 /// A recording of a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,28 +139,26 @@ impl Store {
         &self,
         account_sid: &str,
         filter: &RecordingFilter,
-        page: u32,
-        page_size: u32,
+        request: &PageRequest,
     ) -> Result<Page<Recording>, StoreError> {
-        let rows = sqlx::query(
+        let sql = list_sql(
             "SELECT * FROM recordings WHERE account_sid = ?
                 AND (? IS NULL OR call_sid = ?)
                 AND (? IS NULL OR date_created >= ?)
-                AND (? IS NULL OR date_created < ?)
-             ORDER BY date_created DESC, sid DESC LIMIT ? OFFSET ?",
-        )
-        .bind(account_sid)
-        .bind(&filter.call_sid)
-        .bind(&filter.call_sid)
-        .bind(filter.created_from)
-        .bind(filter.created_from)
-        .bind(filter.created_before)
-        .bind(filter.created_before)
-        .bind(i64::from(page_size) + 1)
-        .bind(i64::from(page) * i64::from(page_size))
-        .fetch_all(&self.pool)
-        .await?;
-        page_of(rows, page_size, recording_from_row)
+                AND (? IS NULL OR date_created < ?)",
+            ListOrder::NewestFirst,
+            request,
+        );
+        let query = sqlx::query(sql)
+            .bind(account_sid)
+            .bind(&filter.call_sid)
+            .bind(&filter.call_sid)
+            .bind(filter.created_from)
+            .bind(filter.created_from)
+            .bind(filter.created_before)
+            .bind(filter.created_before);
+        let rows = bind_page(query, request).fetch_all(&self.pool).await?;
+        page_of_request(rows, request, recording_from_row)
     }
 
     /// Deletes a finished recording's row; `false` when the account has no such recording
@@ -265,7 +264,11 @@ mod tests {
         );
 
         let page = store
-            .list_recordings("AC1", &RecordingFilter::default(), 0, 10)
+            .list_recordings(
+                "AC1",
+                &RecordingFilter::default(),
+                &PageRequest::offset(0, 10),
+            )
             .await
             .unwrap();
         let sids: Vec<_> = page.items.iter().map(|r| r.sid.as_str()).collect();
@@ -274,7 +277,10 @@ mod tests {
             call_sid: Some("CA2".into()),
             ..Default::default()
         };
-        let page = store.list_recordings("AC1", &by_call, 0, 10).await.unwrap();
+        let page = store
+            .list_recordings("AC1", &by_call, &PageRequest::offset(0, 10))
+            .await
+            .unwrap();
         assert_eq!(page.items.len(), 1);
 
         assert_eq!(store.fail_unfinished_recordings(70).await.unwrap(), 2);

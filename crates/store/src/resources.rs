@@ -4,9 +4,10 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::paging::{bind_page, list_sql, page_of_request, ListOrder};
 use crate::{
-    account_from_row, number_digits, page_of, Account, AccountDetails, AccountFilter, ApiKey,
-    IncomingNumber, NumberFilter, Page, Store, StoreError,
+    account_from_row, number_digits, Account, AccountDetails, AccountFilter, ApiKey,
+    IncomingNumber, NumberFilter, Page, PageRequest, Store, StoreError,
 };
 
 impl Store {
@@ -64,25 +65,23 @@ impl Store {
         &self,
         account_sid: &str,
         filter: &NumberFilter,
-        page: u32,
-        page_size: u32,
+        request: &PageRequest,
     ) -> Result<Page<IncomingNumber>, StoreError> {
-        let rows = sqlx::query(
+        let sql = list_sql(
             "SELECT * FROM phone_numbers WHERE account_sid = ?
                 AND (? IS NULL OR instr(digits, ?) > 0)
-                AND (? IS NULL OR friendly_name = ?)
-             ORDER BY date_created, sid LIMIT ? OFFSET ?",
-        )
-        .bind(account_sid)
-        .bind(&filter.phone_number_digits)
-        .bind(&filter.phone_number_digits)
-        .bind(&filter.friendly_name)
-        .bind(&filter.friendly_name)
-        .bind(i64::from(page_size) + 1)
-        .bind(i64::from(page) * i64::from(page_size))
-        .fetch_all(&self.pool)
-        .await?;
-        page_of(rows, page_size, incoming_number_from_row)
+                AND (? IS NULL OR friendly_name = ?)",
+            ListOrder::OldestFirst,
+            request,
+        );
+        let query = sqlx::query(sql)
+            .bind(account_sid)
+            .bind(&filter.phone_number_digits)
+            .bind(&filter.phone_number_digits)
+            .bind(&filter.friendly_name)
+            .bind(&filter.friendly_name);
+        let rows = bind_page(query, request).fetch_all(&self.pool).await?;
+        page_of_request(rows, request, incoming_number_from_row)
     }
 
     /// Rewrites the number's configuration (not its digits or owner). Returns `false` when
@@ -189,26 +188,24 @@ impl Store {
         &self,
         owner_sid: &str,
         filter: &AccountFilter,
-        page: u32,
-        page_size: u32,
+        request: &PageRequest,
     ) -> Result<Page<AccountDetails>, StoreError> {
-        let rows = sqlx::query(
+        let sql = list_sql(
             "SELECT * FROM accounts WHERE (sid = ? OR parent_sid = ?)
                 AND (? IS NULL OR friendly_name = ?)
-                AND (? IS NULL OR status = ?)
-             ORDER BY date_created, sid LIMIT ? OFFSET ?",
-        )
-        .bind(owner_sid)
-        .bind(owner_sid)
-        .bind(&filter.friendly_name)
-        .bind(&filter.friendly_name)
-        .bind(&filter.status)
-        .bind(&filter.status)
-        .bind(i64::from(page_size) + 1)
-        .bind(i64::from(page) * i64::from(page_size))
-        .fetch_all(&self.pool)
-        .await?;
-        page_of(rows, page_size, account_details_from_row)
+                AND (? IS NULL OR status = ?)",
+            ListOrder::OldestFirst,
+            request,
+        );
+        let query = sqlx::query(sql)
+            .bind(owner_sid)
+            .bind(owner_sid)
+            .bind(&filter.friendly_name)
+            .bind(&filter.friendly_name)
+            .bind(&filter.status)
+            .bind(&filter.status);
+        let rows = bind_page(query, request).fetch_all(&self.pool).await?;
+        page_of_request(rows, request, account_details_from_row)
     }
 
     /// Changes an account's name and/or status. Returns `false` when it does not exist.
@@ -280,19 +277,16 @@ impl Store {
     pub async fn list_api_keys(
         &self,
         account_sid: &str,
-        page: u32,
-        page_size: u32,
+        request: &PageRequest,
     ) -> Result<Page<ApiKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM api_keys WHERE account_sid = ?
-             ORDER BY date_created, sid LIMIT ? OFFSET ?",
-        )
-        .bind(account_sid)
-        .bind(i64::from(page_size) + 1)
-        .bind(i64::from(page) * i64::from(page_size))
-        .fetch_all(&self.pool)
-        .await?;
-        page_of(rows, page_size, api_key_from_row)
+        let sql = list_sql(
+            "SELECT * FROM api_keys WHERE account_sid = ?",
+            ListOrder::OldestFirst,
+            request,
+        );
+        let query = sqlx::query(sql).bind(account_sid);
+        let rows = bind_page(query, request).fetch_all(&self.pool).await?;
+        page_of_request(rows, request, api_key_from_row)
     }
 
     /// Renames a key. Returns `false` when it does not exist in `account_sid`.

@@ -94,7 +94,7 @@ async fn calls_are_isolated_by_account_and_paged() {
     assert!(store.call("AC1", "CAX").await.unwrap().is_none());
     assert!(store.call("AC2", "CAX").await.unwrap().is_some());
     let first = store
-        .list_calls("AC1", &CallFilter::default(), 0, 2)
+        .list_calls("AC1", &CallFilter::default(), &PageRequest::offset(0, 2))
         .await
         .unwrap();
     assert_eq!(
@@ -107,7 +107,7 @@ async fn calls_are_isolated_by_account_and_paged() {
     );
     assert!(first.has_more);
     let last = store
-        .list_calls("AC1", &CallFilter::default(), 2, 2)
+        .list_calls("AC1", &CallFilter::default(), &PageRequest::offset(2, 2))
         .await
         .unwrap();
     assert_eq!(last.items.len(), 1);
@@ -119,8 +119,7 @@ async fn calls_are_isolated_by_account_and_paged() {
                 status: Some("completed".into()),
                 ..Default::default()
             },
-            0,
-            50,
+            &PageRequest::offset(0, 50),
         )
         .await
         .unwrap();
@@ -164,18 +163,18 @@ async fn notifications_per_call() {
     };
     store.insert_notification(&n).await.unwrap();
     let for_call = store
-        .list_notifications("AC1", Some("CA1"), 0, 50)
+        .list_notifications("AC1", Some("CA1"), &PageRequest::offset(0, 50))
         .await
         .unwrap();
     assert_eq!(for_call.items, vec![n.clone()]);
     assert!(store
-        .list_notifications("AC1", Some("CA2"), 0, 50)
+        .list_notifications("AC1", Some("CA2"), &PageRequest::offset(0, 50))
         .await
         .unwrap()
         .items
         .is_empty());
     assert!(store
-        .list_notifications("AC2", None, 0, 50)
+        .list_notifications("AC2", None, &PageRequest::offset(0, 50))
         .await
         .unwrap()
         .items
@@ -241,14 +240,14 @@ async fn incoming_numbers_are_unique_scoped_and_routable() {
     assert_eq!(store.incoming_number("AC2", "PN1").await.unwrap(), None);
 
     let page = store
-        .list_incoming_numbers("AC1", &NumberFilter::default(), 0, 1)
+        .list_incoming_numbers("AC1", &NumberFilter::default(), &PageRequest::offset(0, 1))
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].sid, "PN1");
     assert!(page.has_more);
     let page = store
-        .list_incoming_numbers("AC1", &NumberFilter::default(), 1, 1)
+        .list_incoming_numbers("AC1", &NumberFilter::default(), &PageRequest::offset(1, 1))
         .await
         .unwrap();
     assert_eq!(page.items[0].sid, "PN2");
@@ -260,8 +259,7 @@ async fn incoming_numbers_are_unique_scoped_and_routable() {
                 phone_number_digits: Some("0002".into()),
                 friendly_name: None,
             },
-            0,
-            50,
+            &PageRequest::offset(0, 50),
         )
         .await
         .unwrap();
@@ -274,8 +272,7 @@ async fn incoming_numbers_are_unique_scoped_and_routable() {
                 phone_number_digits: None,
                 friendly_name: Some("name PN3".into()),
             },
-            0,
-            50,
+            &PageRequest::offset(0, 50),
         )
         .await
         .unwrap();
@@ -375,7 +372,11 @@ async fn subaccounts_form_a_tree() {
     assert_eq!(top.owner_sid(), "AC1");
 
     let tree = store
-        .list_account_tree("AC1", &AccountFilter::default(), 0, 50)
+        .list_account_tree(
+            "AC1",
+            &AccountFilter::default(),
+            &PageRequest::offset(0, 50),
+        )
         .await
         .unwrap();
     let sids: Vec<_> = tree.items.iter().map(|a| a.account.sid.as_str()).collect();
@@ -387,14 +388,17 @@ async fn subaccounts_form_a_tree() {
                 friendly_name: Some("sub".into()),
                 status: None,
             },
-            0,
-            50,
+            &PageRequest::offset(0, 50),
         )
         .await
         .unwrap();
     assert_eq!(named.items.len(), 1);
     let other = store
-        .list_account_tree("AC2", &AccountFilter::default(), 0, 50)
+        .list_account_tree(
+            "AC2",
+            &AccountFilter::default(),
+            &PageRequest::offset(0, 50),
+        )
         .await
         .unwrap();
     assert_eq!(other.items.len(), 1);
@@ -433,11 +437,15 @@ async fn api_keys_are_scoped_by_account() {
     );
     assert_eq!(store.api_key("AC2", "SK1").await.unwrap(), None);
     assert_eq!(
-        store.list_api_keys("AC1", 0, 50).await.unwrap().items,
+        store
+            .list_api_keys("AC1", &PageRequest::offset(0, 50))
+            .await
+            .unwrap()
+            .items,
         std::slice::from_ref(&key)
     );
     assert!(store
-        .list_api_keys("AC2", 0, 50)
+        .list_api_keys("AC2", &PageRequest::offset(0, 50))
         .await
         .unwrap()
         .items
@@ -483,7 +491,12 @@ async fn calls_filter_by_time_and_only_finished_calls_delete() {
         ..CallFilter::default()
     };
     assert_eq!(
-        sids(store.list_calls("AC1", &filter, 0, 50).await.unwrap()),
+        sids(
+            store
+                .list_calls("AC1", &filter, &PageRequest::offset(0, 50))
+                .await
+                .unwrap()
+        ),
         ["CA1"]
     );
     let filter = CallFilter {
@@ -491,7 +504,12 @@ async fn calls_filter_by_time_and_only_finished_calls_delete() {
         ..CallFilter::default()
     };
     assert_eq!(
-        sids(store.list_calls("AC1", &filter, 0, 50).await.unwrap()),
+        sids(
+            store
+                .list_calls("AC1", &filter, &PageRequest::offset(0, 50))
+                .await
+                .unwrap()
+        ),
         ["CA2"]
     );
     let filter = CallFilter {
@@ -499,7 +517,12 @@ async fn calls_filter_by_time_and_only_finished_calls_delete() {
         ..CallFilter::default()
     };
     assert_eq!(
-        sids(store.list_calls("AC1", &filter, 0, 50).await.unwrap()),
+        sids(
+            store
+                .list_calls("AC1", &filter, &PageRequest::offset(0, 50))
+                .await
+                .unwrap()
+        ),
         ["CA2", "CA1"]
     );
 
@@ -520,4 +543,118 @@ async fn calls_filter_by_time_and_only_finished_calls_delete() {
         CallDeletion::NotFound
     );
     assert_eq!(store.call("AC1", "CA1").await.unwrap(), None);
+}
+
+fn sids<T>(page: &Page<T>, sid: fn(&T) -> &str) -> Vec<String> {
+    page.items
+        .iter()
+        .map(|item| sid(item).to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn keyset_pages_follow_the_last_item_and_survive_inserts() {
+    let store = Store::open_in_memory().await.unwrap();
+    // Two calls share a creation time: the SID breaks the tie.
+    for (sid, created) in [("CA1", 1), ("CA2", 2), ("CA3", 2), ("CA4", 3), ("CA5", 4)] {
+        store.insert_call(&call(sid, "AC1", created)).await.unwrap();
+    }
+    let filter = CallFilter::default();
+    let first = store
+        .list_calls("AC1", &filter, &PageRequest::offset(0, 2))
+        .await
+        .unwrap();
+    assert_eq!(sids(&first, |c| &c.sid), ["CA5", "CA4"]);
+    // A call arriving between requests must not shift the next page.
+    store.insert_call(&call("CA9", "AC1", 9)).await.unwrap();
+    let after = |c: &CallRecord| PageRequest {
+        start: PageStart::After(SortKey {
+            date_created: c.date_created,
+            sid: c.sid.clone(),
+        }),
+        size: 2,
+    };
+    let second = store
+        .list_calls("AC1", &filter, &after(&first.items[1]))
+        .await
+        .unwrap();
+    assert_eq!(sids(&second, |c| &c.sid), ["CA3", "CA2"]);
+    assert!(second.has_more);
+    let third = store
+        .list_calls("AC1", &filter, &after(&second.items[1]))
+        .await
+        .unwrap();
+    assert_eq!(sids(&third, |c| &c.sid), ["CA1"]);
+    assert!(!third.has_more);
+    // Back from the third page: the two before CA1, in list order, and more before them.
+    let before = PageRequest {
+        start: PageStart::Before(SortKey {
+            date_created: 1,
+            sid: "CA1".into(),
+        }),
+        size: 2,
+    };
+    let previous = store.list_calls("AC1", &filter, &before).await.unwrap();
+    assert_eq!(sids(&previous, |c| &c.sid), ["CA3", "CA2"]);
+    assert!(previous.has_more);
+}
+
+#[tokio::test]
+async fn keyset_pages_of_oldest_first_lists() {
+    let store = Store::open_in_memory().await.unwrap();
+    store.upsert_account(&account("AC1")).await.unwrap();
+    for i in 0..5 {
+        let key = ApiKey {
+            sid: format!("SK{i}"),
+            account_sid: "AC1".into(),
+            friendly_name: String::new(),
+            secret_salt: "salt".into(),
+            secret_hash: "hash".into(),
+            date_created: 100,
+            date_updated: 100,
+        };
+        store.insert_api_key(&key).await.unwrap();
+    }
+    let key_of = |sid: &str| SortKey {
+        date_created: 100,
+        sid: sid.into(),
+    };
+    let next = store
+        .list_api_keys(
+            "AC1",
+            &PageRequest {
+                start: PageStart::After(key_of("SK1")),
+                size: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sids(&next, |k| &k.sid), ["SK2", "SK3"]);
+    assert!(next.has_more);
+    let previous = store
+        .list_api_keys(
+            "AC1",
+            &PageRequest {
+                start: PageStart::Before(key_of("SK1")),
+                size: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sids(&previous, |k| &k.sid), ["SK0"]);
+    assert!(!previous.has_more);
+    // The item named by the token may be gone: the page still starts after it.
+    store.delete_api_key("AC1", "SK3").await.unwrap();
+    let next = store
+        .list_api_keys(
+            "AC1",
+            &PageRequest {
+                start: PageStart::After(key_of("SK3")),
+                size: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sids(&next, |k| &k.sid), ["SK4"]);
+    assert!(!next.has_more);
 }
