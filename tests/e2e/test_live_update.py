@@ -74,6 +74,7 @@ def test_status_completed_hangs_up_within_500_ms(switchboard, app, account, tmp_
         marks["at"] = time.time()
         call_json = client.calls(marks["sid"]).update(status="completed")
         assert call_json.sid == marks["sid"]
+        assert call_json.status == "completed", "the reply shows the call ended"
 
     outcome = place_call(switchboard, tmp_path, MAIN, during=hang_up)
     capture = marks["capture"]

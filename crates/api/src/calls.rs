@@ -316,6 +316,7 @@ pub async fn update(
         // Nothing to change (e.g. only callback parameters): answer with the call.
         return Ok(Reply::one(format, "Call", json::call(&record)));
     };
+    let ends_the_call = matches!(update, LiveUpdate::Complete | LiveUpdate::Cancel);
     if record.status.is_final() || !state.calls.update(sid, update) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -323,9 +324,21 @@ pub async fn update(
             format!("Call {sid} is not in-progress. Cannot redirect or end it."),
         ));
     }
-    let record = state.store.call(&account, sid).await?.unwrap_or(record);
-    Ok(Reply::one(format, "Call", json::call(&record)))
+    // Hanging up or canceling is carried out by the call's own task: answer with its final
+    // status as Twilio does, once it is stored (briefly; else the status as it stands).
+    let deadline = tokio::time::Instant::now() + END_REPLY_WAIT;
+    let mut current = state.store.call(&account, sid).await?.unwrap_or(record);
+    while ends_the_call && !current.status.is_final() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        if let Some(latest) = state.store.call(&account, sid).await? {
+            current = latest;
+        }
+    }
+    Ok(Reply::one(format, "Call", json::call(&current)))
 }
+
+/// How long `Status=completed|canceled` waits for the call to reach its final status.
+const END_REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The live update a `POST /Calls/{Sid}` body asks for, validated like Twilio does.
 fn live_update(params: &Params) -> Result<Option<LiveUpdate>, ApiError> {
@@ -436,6 +449,22 @@ pub async fn fetch_notification(
         .store
         .notification(&account, sid)
         .await?
+        .ok_or_else(|| ApiError::not_found_resource(sid))?;
+    Ok(Reply::one(format, "Notification", json::notification(&n)))
+}
+
+/// A notification of one call (`…/Calls/{CallSid}/Notifications/{Sid}`): 404 unless it
+/// belongs to that call.
+pub async fn fetch_call_notification(
+    State(state): State<ApiState>,
+    Path((account, call, notification)): Path<(String, String, String)>,
+) -> Result<Reply, ApiError> {
+    let (sid, format) = resource_sid(&notification)?;
+    let n = state
+        .store
+        .notification(&account, sid)
+        .await?
+        .filter(|n| n.call_sid.as_deref() == Some(call.as_str()))
         .ok_or_else(|| ApiError::not_found_resource(sid))?;
     Ok(Reply::one(format, "Notification", json::notification(&n)))
 }

@@ -35,6 +35,8 @@ pub fn account(details: &AccountDetails) -> Value {
             "notifications": format!("{base}/Notifications.json"),
             "incoming_phone_numbers": format!("{base}/IncomingPhoneNumbers.json"),
             "keys": format!("{base}/Keys.json"),
+            "outgoing_caller_ids": format!("{base}/OutgoingCallerIds.json"),
+            "recordings": format!("{base}/Recordings.json"),
         },
     })
 }

@@ -177,6 +177,10 @@ pub fn router(state: ApiState) -> Router {
             get(calls::fetch_notification),
         )
         .route(
+            &format!("{ACCOUNT}/Calls/{{call}}/Notifications/{{notification}}"),
+            get(calls::fetch_call_notification),
+        )
+        .route(
             &format!("{ACCOUNT}/IncomingPhoneNumbers/{{number}}"),
             get(numbers::fetch)
                 .post(numbers::update)

@@ -1133,3 +1133,53 @@ async fn wrong_methods_are_twilio_405s() {
         assert_eq!(body["status"], 405);
     }
 }
+
+#[tokio::test]
+async fn a_call_notification_is_fetched_only_under_its_call() {
+    let s = state().await;
+    s.store
+        .insert_notification(&store::Notification {
+            sid: "NO1".into(),
+            account_sid: "AC1".into(),
+            call_sid: Some("CA1".into()),
+            error_code: "11200".into(),
+            log_level: 0,
+            message_text: "HTTP retrieval failure".into(),
+            more_info: "https://www.twilio.com/docs/errors/11200".into(),
+            request_method: None,
+            request_url: None,
+            request_variables: None,
+            response_body: None,
+            response_headers: None,
+            date_created: 5_000,
+        })
+        .await
+        .unwrap();
+    let base = "/2010-04-01/Accounts/AC1/Calls";
+    let (status, body) = get(
+        &s,
+        &format!("{base}/CA1/Notifications/NO1.json"),
+        "AC1",
+        "token1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["sid"], "NO1");
+    assert_eq!(body["error_code"], "11200");
+    let (status, _) = get(
+        &s,
+        &format!("{base}/CA2/Notifications/NO1.json"),
+        "AC1",
+        "token1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(
+        &s,
+        "/2010-04-01/Accounts/AC2/Calls/CA1/Notifications/NO1.json",
+        "AC2",
+        "token2",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
