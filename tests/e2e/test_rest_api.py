@@ -90,6 +90,32 @@ def test_tenant_isolation_404(switchboard, app, accounts, tmp_path):
     assert raised.value.status == 404
     assert sid not in {c.sid for c in stranger.calls.list()}
 
+    # B's number and B's notification (an app answering garbage leaves a 12100 one).
+    app.answer("/b/voice", "this is not TwiML <", content_type="text/xml")
+    outcome = place_call(switchboard, tmp_path / "broken", OTHER_TENANT)
+    assert outcome.sipp.returncode == 0, outcome.sipp.explain()
+    broken_sid = app.wait_for("/b/voice", timeout=5, count=2).param("CallSid")
+    notifications = [n for n in owner.calls(broken_sid).notifications.list()]
+    assert notifications, "the broken app left a notification"
+    notification = notifications[0]
+    number = owner.incoming_phone_numbers.list(phone_number=OTHER_TENANT)[0]
+    for fetch in (lambda: stranger.notifications(notification.sid).fetch(),
+                  lambda: stranger.calls(broken_sid).notifications(notification.sid).fetch(),
+                  lambda: stranger.incoming_phone_numbers(number.sid).fetch(),
+                  lambda: stranger.api.v2010.accounts(b.sid).notifications(
+                      notification.sid).fetch(),
+                  lambda: stranger.api.v2010.accounts(b.sid).incoming_phone_numbers(
+                      number.sid).fetch()):
+        with pytest.raises(TwilioRestException) as raised:
+            fetch()
+        assert raised.value.status == 404
+    assert notification.sid not in {n.sid for n in stranger.notifications.list()}
+    assert number.sid not in {n.sid for n in stranger.incoming_phone_numbers.list()}
+    # The owner reaches both.
+    assert owner.notifications(notification.sid).fetch().call_sid == broken_sid
+    assert owner.calls(broken_sid).notifications(notification.sid).fetch().sid == \
+        notification.sid
+
 
 def test_status_callback_completed(switchboard, app, account, tmp_path):
     sid, outcome = _finished_call(switchboard, app, account, tmp_path)
