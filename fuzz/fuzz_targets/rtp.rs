@@ -81,6 +81,15 @@ fuzz_target!(|data: &[u8]| {
                 session_digits.push(digit);
             }
             Received::Rtp => assert!(events.is_empty() && parsed.is_ok()),
+            // Audio is the parsed packet's own payload, in the session's codec (PCMU here).
+            Received::Audio(audio) => {
+                assert!(events.is_empty());
+                let packet = parsed.expect("audio comes from a valid RTP packet");
+                assert_eq!(audio.payload, packet.payload);
+                assert_eq!(audio.timestamp, packet.timestamp);
+                assert_eq!(audio.ssrc, packet.ssrc);
+                assert_eq!(packet.payload_type, audio.codec.payload_type());
+            }
             Received::Ignored => assert!(events.is_empty()),
         }
     }
