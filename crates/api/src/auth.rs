@@ -159,6 +159,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn constant_time_comparison_is_exact() {
+        assert!(constant_time_eq(b"123456", b"123456"));
+        assert!(!constant_time_eq(b"123457", b"123456"));
+        assert!(!constant_time_eq(b"12345", b"123456"));
+        assert!(!constant_time_eq(b"1234567", b"123456"));
+        assert!(!constant_time_eq(b"", b"123456"));
+    }
+
+    #[test]
     fn account_is_taken_from_the_path() {
         assert_eq!(
             account_in_path("/2010-04-01/Accounts/AC1/Calls.json"),

@@ -168,7 +168,7 @@ fn pascal(key: &str) -> String {
         .collect()
 }
 
-fn escape_xml(text: &str, out: &mut String) {
+pub(crate) fn escape_xml(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {
             '<' => out.push_str("&lt;"),

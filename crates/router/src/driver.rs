@@ -72,6 +72,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix milliseconds as Twilio writes dates in callbacks: `Tue, 14 Apr 2026 09:26:42 +0000`.
+pub(crate) fn rfc2822(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%a, %d %b %Y %H:%M:%S +0000").to_string())
+        .unwrap_or_default()
+}
+
 /// A new SID: two-letter prefix + 32 hex digits.
 pub fn new_sid(prefix: &str) -> String {
     let bytes: [u8; 16] = rand::rng().random();
@@ -997,12 +1004,7 @@ impl CallRun<'_> {
                 request
                     .params
                     .push(("CallDuration".into(), duration.to_string()));
-                request.params.push((
-                    "Timestamp".into(),
-                    chrono::Utc::now()
-                        .format("%a, %d %b %Y %H:%M:%S +0000")
-                        .to_string(),
-                ));
+                request.params.push(("Timestamp".into(), rfc2822(now_ms())));
                 request
                     .params
                     .push(("SequenceNumber".into(), self.callbacks_sent.to_string()));

@@ -11,7 +11,7 @@ use twiml::HttpMethod;
 use webhook::{WebhookClient, WebhookRequest};
 
 use crate::call::RecordSetup;
-use crate::driver::{deliver_status_callback, now_ms};
+use crate::driver::{deliver_status_callback, now_ms, rfc2822};
 
 /// Stores recordings and reports them.
 #[derive(Clone)]
@@ -177,12 +177,6 @@ fn callback_params(r: &Recording, api_base_url: &str) -> Vec<(String, String)> {
         ));
     }
     params
-}
-
-fn rfc2822(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%a, %d %b %Y %H:%M:%S +0000").to_string())
-        .unwrap_or_default()
 }
 
 /// `Record=true` on Create Call, as the router keeps it with the request.

@@ -37,6 +37,17 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// Lower-case hex of `bytes`, for the ids that name files.
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    hex
+}
+
 /// SHA-256 of a telephony-ready media file's bytes; names the file in the cache directory.
 #[repr(transparent)]
 #[derive(Pod, Zeroable, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -45,13 +56,7 @@ pub struct MediaId(pub [u8; 32]);
 impl MediaId {
     /// Lower-case hex of the 32 bytes (64 characters).
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = String::with_capacity(64);
-        for byte in self.0 {
-            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-        }
-        hex
+        lower_hex(&self.0)
     }
 
     /// The cache file name of this media: `"<hex>.ulaw"`.
@@ -81,13 +86,7 @@ pub struct RecordingId(pub [u8; 16]);
 impl RecordingId {
     /// Lower-case hex of the 16 bytes (32 characters).
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = String::with_capacity(32);
-        for byte in self.0 {
-            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-        }
-        hex
+        lower_hex(&self.0)
     }
 
     /// The id whose hex is `hex` (32 hex digits, any case).
