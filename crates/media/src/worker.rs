@@ -413,6 +413,12 @@ impl Worker {
                     self.outbox.push(Event::SessionFailed { session, reason });
                 }
             }
+            Command::Bridge { session, .. } | Command::Unbridge { session } => {
+                self.outbox.push(Event::SessionFailed {
+                    session,
+                    reason: FailReason::BadCommand,
+                });
+            }
             Command::StopRecording { session } => match self.by_id.get(&session) {
                 Some(&index) => self.stop_recording(index, RecordingEnd::Stopped, now),
                 None => self.unknown_session(session),

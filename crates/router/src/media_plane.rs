@@ -213,7 +213,14 @@ impl MediaPlane {
             Event::Dtmf { digit, .. } => Input::Dtmf {
                 digit: char::from(digit),
             },
-            Event::SessionClosed { .. } | Event::SessionUpdated { .. } => return,
+            Event::SessionClosed { .. }
+            | Event::SessionUpdated { .. }
+            | Event::Bridged { .. }
+            | Event::Unbridged { .. } => return,
+            Event::RtpTimeout { idle_ms, .. } => {
+                tracing::warn!(session = session.0, idle_ms, "no RTP received");
+                return;
+            }
             Event::RecordingDone { .. } => {
                 match lock(&self.inner.recordings).as_ref() {
                     Some(sink) => {

@@ -287,6 +287,19 @@ pub enum Command {
     },
     /// End the session's recording (if any); its `RecordingDone` follows.
     StopRecording { session: SessionId },
+    /// Relay RTP both ways between `session` and `peer` (two sessions of the same worker):
+    /// what one leg receives from its peer leaves the other leg with that leg's SSRC,
+    /// sequence and timestamp space, transcoded μ-law ↔ A-law when the legs' codecs differ;
+    /// RFC 4733 events pass through with the other leg's payload type (and are still
+    /// reported as `Dtmf`). Both legs' play queues end (`PlayDone { interrupted: true }`)
+    /// and they stop sending their own media. Answered by `Bridged` (reported for
+    /// `session`), or `SessionFailed { UnknownSession | BadCommand }` (a leg is unknown,
+    /// the legs are the same session, or one is already bridged).
+    Bridge { session: SessionId, peer: SessionId },
+    /// End `session`'s bridge: both legs go back to sending their own media (silence until
+    /// something is queued). Answered by `Unbridged`; a session that is not bridged
+    /// answers `SessionFailed { BadCommand }`.
+    Unbridge { session: SessionId },
 }
 
 /// A report from a media worker to the control plane.
@@ -333,6 +346,13 @@ pub enum Event {
         bytes: u64,
         end: RecordingEnd,
     },
+    /// A `Bridge` took effect: `session` and `peer` relay to each other.
+    Bridged { session: SessionId, peer: SessionId },
+    /// `session`'s bridge to `peer` ended: by `Unbridge`, or because `peer` closed.
+    Unbridged { session: SessionId, peer: SessionId },
+    /// No RTP arrived on the session for `idle_ms` (the media plane's RTP timeout); the
+    /// session stays open, reported once per silence (again only after RTP resumed).
+    RtpTimeout { session: SessionId, idle_ms: u32 },
 }
 
 /// One ring slot: the wire form of a [`Command`] or an [`Event`].
@@ -370,6 +390,8 @@ pub mod kinds {
     pub const SEND_DIGITS: u32 = 7;
     pub const START_RECORDING: u32 = 8;
     pub const STOP_RECORDING: u32 = 9;
+    pub const BRIDGE: u32 = 10;
+    pub const UNBRIDGE: u32 = 11;
 
     pub const SESSION_OPENED: u32 = 101;
     pub const SESSION_FAILED: u32 = 102;
@@ -379,6 +401,9 @@ pub mod kinds {
     pub const SESSION_CLOSED: u32 = 106;
     pub const SESSION_UPDATED: u32 = 107;
     pub const RECORDING_DONE: u32 = 108;
+    pub const BRIDGED: u32 = 109;
+    pub const UNBRIDGED: u32 = 110;
+    pub const RTP_TIMEOUT: u32 = 111;
 }
 
 /// Why a [`Record`] is not a valid [`Command`] or [`Event`].
@@ -506,6 +531,33 @@ struct StartRecordingBody {
     max_duration_ms: u32,
     channels: u8,
     reserved: [u8; 59],
+}
+
+/// The body of `Bridge`, `Bridged` and `Unbridged`: the other leg.
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct PeerBody {
+    peer: u64,
+    reserved: [u8; 72],
+}
+
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct RtpTimeoutBody {
+    idle_ms: u32,
+    reserved: [u8; 76],
+}
+
+fn peer_body(peer: SessionId) -> [u8; RECORD_BODY_SIZE] {
+    must_cast(PeerBody {
+        peer: peer.0,
+        ..Zeroable::zeroed()
+    })
+}
+
+fn decode_peer(body: [u8; RECORD_BODY_SIZE]) -> SessionId {
+    let body: PeerBody = must_cast(body);
+    SessionId(body.peer)
 }
 
 #[repr(C)]
@@ -655,7 +707,9 @@ impl Command {
             | Command::UpdateSession { session, .. }
             | Command::SendDigits { session, .. }
             | Command::StartRecording { session, .. }
-            | Command::StopRecording { session } => session,
+            | Command::StopRecording { session }
+            | Command::Bridge { session, .. }
+            | Command::Unbridge { session } => session,
         }
     }
 
@@ -751,6 +805,10 @@ impl Command {
             Command::StopRecording { session } => {
                 record(kinds::STOP_RECORDING, session, [0; RECORD_BODY_SIZE])
             }
+            Command::Bridge { session, peer } => record(kinds::BRIDGE, session, peer_body(peer)),
+            Command::Unbridge { session } => {
+                record(kinds::UNBRIDGE, session, [0; RECORD_BODY_SIZE])
+            }
         }
     }
 
@@ -823,6 +881,11 @@ impl Command {
                 })
             }
             kinds::STOP_RECORDING => Ok(Command::StopRecording { session }),
+            kinds::BRIDGE => Ok(Command::Bridge {
+                session,
+                peer: decode_peer(r.body),
+            }),
+            kinds::UNBRIDGE => Ok(Command::Unbridge { session }),
             kind => Err(DecodeError::UnknownKind(kind)),
         }
     }
@@ -839,7 +902,10 @@ impl Event {
             | Event::Dtmf { session, .. }
             | Event::SessionClosed { session, .. }
             | Event::SessionUpdated { session }
-            | Event::RecordingDone { session, .. } => session,
+            | Event::RecordingDone { session, .. }
+            | Event::Bridged { session, .. }
+            | Event::Unbridged { session, .. }
+            | Event::RtpTimeout { session, .. } => session,
         }
     }
 
@@ -925,6 +991,17 @@ impl Event {
                 };
                 record(kinds::RECORDING_DONE, session, must_cast(body))
             }
+            Event::Bridged { session, peer } => record(kinds::BRIDGED, session, peer_body(peer)),
+            Event::Unbridged { session, peer } => {
+                record(kinds::UNBRIDGED, session, peer_body(peer))
+            }
+            Event::RtpTimeout { session, idle_ms } => {
+                let body = RtpTimeoutBody {
+                    idle_ms,
+                    ..Zeroable::zeroed()
+                };
+                record(kinds::RTP_TIMEOUT, session, must_cast(body))
+            }
         }
     }
 
@@ -990,6 +1067,21 @@ impl Event {
                     bytes: body.bytes,
                     end: RecordingEnd::from_u32(body.end)
                         .ok_or(DecodeError::BadRecordingEnd(body.end))?,
+                })
+            }
+            kinds::BRIDGED => Ok(Event::Bridged {
+                session,
+                peer: decode_peer(r.body),
+            }),
+            kinds::UNBRIDGED => Ok(Event::Unbridged {
+                session,
+                peer: decode_peer(r.body),
+            }),
+            kinds::RTP_TIMEOUT => {
+                let body: RtpTimeoutBody = must_cast(r.body);
+                Ok(Event::RtpTimeout {
+                    session,
+                    idle_ms: body.idle_ms,
                 })
             }
             kind => Err(DecodeError::UnknownKind(kind)),
@@ -1091,6 +1183,11 @@ mod tests {
                 max_duration_ms: 3_600_000,
             },
             Command::StopRecording { session: s },
+            Command::Bridge {
+                session: s,
+                peer: SessionId(u64::MAX),
+            },
+            Command::Unbridge { session: s },
         ];
         for command in commands {
             let record = command.encode();
@@ -1398,6 +1495,9 @@ mod tests {
                     }
                 }),
             any_session().prop_map(|session| Command::StopRecording { session }),
+            (any_session(), any_session())
+                .prop_map(|(session, peer)| Command::Bridge { session, peer }),
+            any_session().prop_map(|session| Command::Unbridge { session }),
         ]
     }
 
@@ -1460,6 +1560,12 @@ mod tests {
                         end,
                     }
                 }),
+            (any_session(), any_session())
+                .prop_map(|(session, peer)| Event::Bridged { session, peer }),
+            (any_session(), any_session())
+                .prop_map(|(session, peer)| Event::Unbridged { session, peer }),
+            (any_session(), any::<u32>())
+                .prop_map(|(session, idle_ms)| Event::RtpTimeout { session, idle_ms }),
         ]
     }
 
