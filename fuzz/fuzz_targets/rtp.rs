@@ -1,5 +1,6 @@
 //! Fuzz target: the media plane's receive path — `media::rtp::parse_rtp`, the
-//! RFC 4733 `media::dtmf::DtmfDetector` and `media::session::Session::handle_datagram`.
+//! RFC 4733 `media::dtmf::DtmfDetector`, `media::session::Session::handle_datagram`
+//! and the bridge's `Session::forward` into a PCMA leg.
 //!
 //! Input: datagrams, each preceded by one length byte (a short last one takes
 //! what is left); bit 7 of the length byte set means "from another address".
@@ -9,7 +10,8 @@
 //! `RtpHeader::write` parses back to the same packet; the detector reports only
 //! the sixteen DTMF digits and a repeated packet is a duplicate; a session
 //! (telephone-event PT 101) reports exactly the digits a lone detector sees on
-//! the packets from the latched peer, and counts every datagram once.
+//! the packets from the latched peer (the latch moving with the latched stream's
+//! SSRC), and counts every datagram once.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -18,7 +20,7 @@ use std::time::Instant;
 use libfuzzer_sys::fuzz_target;
 use media::dtmf::{DtmfDetector, DtmfOutcome};
 use media::rtp::{parse_rtp, RtpHeader, RTP_HEADER_LEN};
-use media::session::{PayloadCodec, Received, Session, SessionEvent, SessionParams};
+use media::session::{PayloadCodec, Received, RtpKind, Session, SessionEvent, SessionParams};
 
 const DTMF_PT: u8 = 101;
 
@@ -35,8 +37,22 @@ fuzz_target!(|data: &[u8]| {
         initial_timestamp: 3,
     };
     let mut session = Session::new(params, Instant::now()).expect("valid params");
+    // The bridge peer: A-law, telephone events on PT 96.
+    let mut peer_leg = Session::new(
+        SessionParams {
+            codec: PayloadCodec::Pcma,
+            dtmf_payload_type: Some(96),
+            ssrc: 0xB0B,
+            ..params
+        },
+        Instant::now(),
+    )
+    .expect("valid params");
+    peer_leg.start_relay(|_| {});
+    let mut out = [0u8; 2048];
     let mut lone_detector = DtmfDetector::new();
-    let mut latched: Option<SocketAddr> = None;
+    let mut latched: Option<(SocketAddr, u32)> = None;
+    let now = Instant::now();
     let mut expected_digits = Vec::new();
     let mut session_digits = Vec::new();
     let mut datagrams = 0u64;
@@ -63,8 +79,16 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 assert_eq!(first, DtmfOutcome::NotDigit);
             }
-            // What the session should do with it: latch on the first valid packet.
-            let from_peer = *latched.get_or_insert(source) == source;
+            // What the session should do with it: latch on the first valid packet; another
+            // source takes over with the latched stream's SSRC (no time passes here, so
+            // never by silence).
+            let from_peer = match latched {
+                None => true,
+                Some((address, ssrc)) => address == source || ssrc == packet.ssrc,
+            };
+            if from_peer {
+                latched = Some((source, packet.ssrc));
+            }
             if from_peer && packet.payload_type == DTMF_PT {
                 if let DtmfOutcome::NewDigit(digit) =
                     lone_detector.on_packet(packet.timestamp, packet.payload)
@@ -74,21 +98,50 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let mut events = Vec::new();
-        let received = session.handle_datagram(source, datagram, |event| events.push(event));
+        let received = session.handle_datagram(now, source, datagram, |event| events.push(event));
         match received {
-            Received::Dtmf(digit) => {
-                assert_eq!(events, vec![SessionEvent::Dtmf { digit }]);
-                session_digits.push(digit);
-            }
-            Received::Rtp => assert!(events.is_empty() && parsed.is_ok()),
-            // Audio is the parsed packet's own payload, in the session's codec (PCMU here).
-            Received::Audio(audio) => {
-                assert!(events.is_empty());
-                let packet = parsed.expect("audio comes from a valid RTP packet");
-                assert_eq!(audio.payload, packet.payload);
-                assert_eq!(audio.timestamp, packet.timestamp);
-                assert_eq!(audio.ssrc, packet.ssrc);
-                assert_eq!(packet.payload_type, audio.codec.payload_type());
+            Received::Rtp { packet, kind } => {
+                // The packet is the parsed datagram itself.
+                assert_eq!(Ok(packet), parsed);
+                // Forwarded out of the bridge peer: its SSRC and payload types, same length.
+                if let Some(tx) = peer_leg.forward(now, &packet, kind, &mut out) {
+                    let forwarded = parse_rtp(&out[..tx.len]).expect("forwarded packet parses");
+                    assert_eq!(forwarded.ssrc, 0xB0B);
+                    assert_eq!(forwarded.payload.len(), packet.payload.len());
+                    match kind {
+                        RtpKind::Audio(_) => assert_eq!(forwarded.payload_type, 8),
+                        RtpKind::TelephoneEvent { .. } => {
+                            assert_eq!(forwarded.payload_type, 96);
+                            assert_eq!(forwarded.payload, packet.payload);
+                        }
+                        RtpKind::Other => panic!("other payload types are not forwarded"),
+                    }
+                } else {
+                    assert!(
+                        matches!(kind, RtpKind::Other)
+                            || RTP_HEADER_LEN + packet.payload.len() > out.len()
+                    );
+                }
+                match kind {
+                    RtpKind::TelephoneEvent { new_digit: Some(digit) } => {
+                        assert_eq!(events, vec![SessionEvent::Dtmf { digit }]);
+                        session_digits.push(digit);
+                    }
+                    RtpKind::TelephoneEvent { new_digit: None } => {
+                        assert!(events.is_empty());
+                        assert_eq!(packet.payload_type, DTMF_PT);
+                    }
+                    // Audio is in the session's codec (PCMU here).
+                    RtpKind::Audio(codec) => {
+                        assert!(events.is_empty());
+                        assert_eq!(packet.payload_type, codec.payload_type());
+                        assert_eq!(codec, PayloadCodec::Pcmu);
+                    }
+                    RtpKind::Other => {
+                        assert!(events.is_empty());
+                        assert!(packet.payload_type != DTMF_PT && packet.payload_type != 0);
+                    }
+                }
             }
             Received::Ignored => assert!(events.is_empty()),
         }

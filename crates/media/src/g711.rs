@@ -123,6 +123,25 @@ pub fn ulaw_to_alaw_table() -> &'static [u8; 256] {
     })
 }
 
+/// A-law byte → μ-law byte (through linear), built on first use.
+pub fn alaw_to_ulaw_table() -> &'static [u8; 256] {
+    static TABLE: std::sync::OnceLock<[u8; 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [0u8; 256];
+        for (i, out) in t.iter_mut().enumerate() {
+            *out = linear_to_ulaw(ALAW_DECODE[i]);
+        }
+        t
+    })
+}
+
+/// Rewrites `payload` through a 256-entry byte table (a G.711 law conversion).
+pub fn transcode_in_place(table: &[u8; 256], payload: &mut [u8]) {
+    for byte in payload.iter_mut() {
+        *byte = table[usize::from(*byte)];
+    }
+}
+
 /// The μ-law byte for digital silence (linear 0).
 pub const ULAW_SILENCE: u8 = 0xFF;
 /// The A-law byte for digital silence (linear 0).
@@ -146,6 +165,26 @@ pub fn transcode_ulaw_to_alaw(input: &[u8], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn law_conversion_tables_agree_with_decode_then_encode() {
+        let u2a = ulaw_to_alaw_table();
+        let a2u = alaw_to_ulaw_table();
+        for byte in 0..=255u8 {
+            assert_eq!(u2a[usize::from(byte)], linear_to_alaw(ulaw_to_linear(byte)));
+            assert_eq!(a2u[usize::from(byte)], linear_to_ulaw(alaw_to_linear(byte)));
+        }
+        // Silence maps to silence; G.711 A-law ↔ μ-law is close to a round trip.
+        assert_eq!(u2a[usize::from(ULAW_SILENCE)], ALAW_SILENCE);
+        let mut payload = [0x00, 0x7F, 0x80, ULAW_SILENCE];
+        transcode_in_place(u2a, &mut payload);
+        transcode_in_place(a2u, &mut payload);
+        for (back, original) in payload.iter().zip([0x00u8, 0x7F, 0x80, ULAW_SILENCE]) {
+            let diff =
+                (i32::from(ulaw_to_linear(*back)) - i32::from(ulaw_to_linear(original))).abs();
+            assert!(diff <= 1024, "{original:#x} came back as {back:#x}");
+        }
+    }
 
     #[test]
     fn ulaw_roundtrip_is_within_quantisation_step() {

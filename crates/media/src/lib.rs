@@ -51,7 +51,12 @@ pub struct MediaConfig {
     /// Where `<RecordingId hex>.wav` recordings are written (must exist).
     pub recordings_dir: PathBuf,
     pub max_sessions_per_worker: usize,
+    /// A session that receives no RTP for this long is reported (`RtpTimeout`); zero: never.
+    pub rtp_timeout: Duration,
 }
+
+/// The RTP timeout when none is configured.
+pub const DEFAULT_RTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why the media plane could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +99,7 @@ pub fn run(
             cache_dir: cfg.cache_dir.clone(),
             recordings_dir: cfg.recordings_dir.clone(),
             max_sessions: cfg.max_sessions_per_worker,
+            rtp_timeout: cfg.rtp_timeout,
             segment: Arc::clone(&segment),
             commands: segment.command_consumer(index)?,
             events: segment.event_producer(index)?,

@@ -19,7 +19,7 @@ use crate::digits::{
 use crate::dtmf::{DtmfDetector, DtmfOutcome};
 use crate::g711;
 use crate::player::{MediaData, PayloadEncoding, Player, QueueFull};
-use crate::rtp::{parse_rtp, RtpHeader, RTP_HEADER_LEN};
+use crate::rtp::{parse_rtp, RtpHeader, RtpPacket, RTP_HEADER_LEN};
 
 /// G.711 sampling rate: samples (and payload bytes) per millisecond.
 pub const SAMPLES_PER_MS: u32 = 8;
@@ -60,6 +60,15 @@ impl PayloadCodec {
                 silence: g711::ALAW_SILENCE,
             },
         }
+    }
+}
+
+/// The byte table converting `from` audio into `to`, if they differ.
+fn law_conversion(from: PayloadCodec, to: PayloadCodec) -> Option<&'static [u8; 256]> {
+    match (from, to) {
+        (PayloadCodec::Pcmu, PayloadCodec::Pcma) => Some(g711::ulaw_to_alaw_table()),
+        (PayloadCodec::Pcma, PayloadCodec::Pcmu) => Some(g711::alaw_to_ulaw_table()),
+        _ => None,
     }
 }
 
@@ -152,6 +161,10 @@ pub struct SessionCounters {
     pub packets_ignored: u64,
     /// Ticks skipped because the sender fell too far behind.
     pub late_ticks: u64,
+    /// Packets sent that were forwarded from the bridge peer (also in `packets_sent`).
+    pub packets_forwarded: u64,
+    /// Times the symmetric-RTP latch moved to another source.
+    pub relatches: u64,
 }
 
 /// A packet written by [`Session::poll_transmit`].
@@ -170,27 +183,68 @@ pub struct Transmit {
     pub audio: bool,
 }
 
-/// The audio payload of a received packet in the session's codec.
+/// What a valid RTP packet from the peer carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReceivedAudio<'a> {
-    pub ssrc: u32,
-    pub timestamp: u32,
-    pub codec: PayloadCodec,
-    pub payload: &'a [u8],
+pub enum RtpKind {
+    /// Audio in the session's codec (PCMU/PCMA).
+    Audio(PayloadCodec),
+    /// An RFC 4733 telephone-event packet; `new_digit` is set on the first packet of a key
+    /// press (a [`SessionEvent::Dtmf`] was emitted), not on its updates or repeated ends.
+    TelephoneEvent { new_digit: Option<u8> },
+    /// Another payload type (comfort noise, an unnegotiated codec).
+    Other,
 }
 
 /// What a received datagram turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received<'a> {
-    /// Audio in the session's codec (PCMU/PCMA), from the latched peer.
-    Audio(ReceivedAudio<'a>),
-    /// Another RTP packet that is not a new DTMF digit (comfort noise, other payload
-    /// types, a repeated event).
-    Rtp,
-    /// The first packet of a key press; a [`SessionEvent::Dtmf`] was emitted.
-    Dtmf(u8),
+    /// A valid RTP packet from the latched peer.
+    Rtp {
+        packet: RtpPacket<'a>,
+        kind: RtpKind,
+    },
     /// Not RTP, or not from the latched peer.
     Ignored,
+}
+
+impl<'a> Received<'a> {
+    /// The packet's audio payload and codec, if it carried audio.
+    pub fn audio(&self) -> Option<(&RtpPacket<'a>, PayloadCodec)> {
+        match self {
+            Received::Rtp {
+                packet,
+                kind: RtpKind::Audio(codec),
+            } => Some((packet, *codec)),
+            _ => None,
+        }
+    }
+
+    /// The DTMF digit this packet started, if any.
+    pub fn new_digit(&self) -> Option<u8> {
+        match self {
+            Received::Rtp {
+                kind: RtpKind::TelephoneEvent { new_digit },
+                ..
+            } => *new_digit,
+            _ => None,
+        }
+    }
+}
+
+/// A source that has sent nothing for this long loses the latch to the next valid RTP from
+/// another address (a peer that moved: NAT rebinding, a re-homed endpoint); a packet with the
+/// latched stream's SSRC moves the latch at once.
+pub const RELATCH_AFTER_IDLE: Duration = Duration::from_millis(500);
+
+/// How a bridged leg re-stamps what it forwards from its peer: the peer stream's
+/// sequence numbers and timestamps shifted into this leg's own spaces, so the far end sees
+/// one continuous stream from this leg's SSRC whatever it was sent before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RelayStamp {
+    /// The SSRC the offsets were computed for; `None` until the first forwarded packet.
+    source_ssrc: Option<u32>,
+    sequence_offset: u16,
+    timestamp_offset: u32,
 }
 
 /// One RTP session's state.
@@ -218,6 +272,17 @@ pub struct Session {
     player: Player,
     dtmf: DtmfDetector,
     counters: SessionCounters,
+    /// SSRC of the latched peer's stream (its last accepted packet).
+    latched_ssrc: Option<u32>,
+    /// When the last valid RTP from the peer arrived (the session's creation before any).
+    last_received: Instant,
+    /// Whether the current RTP silence was already reported by `poll_rtp_timeout`.
+    timeout_reported: bool,
+    /// Set while bridged: paced sending is suspended and the peer's packets are forwarded.
+    relay: Option<RelayStamp>,
+    /// The RTP timestamp and time of the newest packet sent (paced or forwarded), where a
+    /// new stretch of the outgoing stream continues from.
+    last_sent: Option<(u32, Instant)>,
 }
 
 impl Session {
@@ -245,6 +310,11 @@ impl Session {
             player: Player::with_capacity(PLAY_QUEUE_CAPACITY),
             dtmf: DtmfDetector::new(),
             counters: SessionCounters::default(),
+            latched_ssrc: None,
+            last_received: now,
+            timeout_reported: false,
+            relay: None,
+            last_sent: None,
         })
     }
 
@@ -399,7 +469,7 @@ impl Session {
         mut on_event: impl FnMut(SessionEvent),
     ) -> Option<Transmit> {
         let due = self.next_send_at();
-        if !self.sending || now < due {
+        if !self.sending || self.relay.is_some() || now < due {
             return None;
         }
         let packet_len = RTP_HEADER_LEN + self.samples_per_packet as usize;
@@ -480,6 +550,9 @@ impl Session {
         }
         .write(header)?;
         self.first_packet = false;
+        if audio {
+            self.last_sent = Some((timestamp, tick_due));
+        }
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(self.samples_per_packet);
         self.next_tick += 1;
@@ -509,46 +582,202 @@ impl Session {
         })
     }
 
-    /// Consumes one datagram received from `source`.
+    /// Consumes one datagram received from `source` at `now`.
+    ///
+    /// Symmetric RTP: the first valid RTP packet latches the session to its source (sends
+    /// go there from then on). Another source takes the latch over if its packet carries the
+    /// latched stream's SSRC (the peer's port changed under a NAT), or once the latched
+    /// source has been silent for [`RELATCH_AFTER_IDLE`]; anything else from elsewhere is
+    /// ignored.
     pub fn handle_datagram<'a>(
         &mut self,
+        now: Instant,
         source: SocketAddr,
         datagram: &'a [u8],
         mut on_event: impl FnMut(SessionEvent),
     ) -> Received<'a> {
-        if self.remote_latched && source != self.remote {
-            self.counters.packets_ignored += 1;
-            return Received::Ignored;
-        }
         let Ok(packet) = parse_rtp(datagram) else {
             self.counters.packets_ignored += 1;
             return Received::Ignored;
         };
-        if !self.remote_latched {
-            self.remote = source;
-            self.remote_latched = true;
+        if self.remote_latched && source != self.remote {
+            let same_stream = self.latched_ssrc == Some(packet.ssrc);
+            let latched_idle =
+                now.saturating_duration_since(self.last_received) >= RELATCH_AFTER_IDLE;
+            if !same_stream && !latched_idle {
+                self.counters.packets_ignored += 1;
+                return Received::Ignored;
+            }
+            self.counters.relatches += 1;
         }
+        self.remote = source;
+        self.remote_latched = true;
+        self.latched_ssrc = Some(packet.ssrc);
+        self.last_received = now;
+        self.timeout_reported = false;
         self.counters.packets_received += 1;
         self.counters.bytes_received += datagram.len() as u64;
-        if Some(packet.payload_type) == self.dtmf_payload_type {
-            if let DtmfOutcome::NewDigit(digit) =
-                self.dtmf.on_packet(packet.timestamp, packet.payload)
-            {
-                self.counters.dtmf_digits += 1;
-                on_event(SessionEvent::Dtmf { digit });
-                return Received::Dtmf(digit);
+        let kind = if Some(packet.payload_type) == self.dtmf_payload_type {
+            let new_digit = match self.dtmf.on_packet(packet.timestamp, packet.payload) {
+                DtmfOutcome::NewDigit(digit) => {
+                    self.counters.dtmf_digits += 1;
+                    on_event(SessionEvent::Dtmf { digit });
+                    Some(digit)
+                }
+                _ => None,
+            };
+            RtpKind::TelephoneEvent { new_digit }
+        } else if packet.payload_type == self.codec.payload_type() {
+            RtpKind::Audio(self.codec)
+        } else {
+            RtpKind::Other
+        };
+        Received::Rtp { packet, kind }
+    }
+
+    /// Reports a stretch without RTP from the peer: once it has lasted `timeout`, returns
+    /// its length in milliseconds, once per stretch (the next valid RTP packet ends it).
+    /// A zero `timeout` never fires.
+    pub fn poll_rtp_timeout(&mut self, now: Instant, timeout: Duration) -> Option<u32> {
+        if timeout.is_zero() || self.timeout_reported {
+            return None;
+        }
+        let idle = now.saturating_duration_since(self.last_received);
+        if idle < timeout {
+            return None;
+        }
+        self.timeout_reported = true;
+        Some(u32::try_from(idle.as_millis()).unwrap_or(u32::MAX))
+    }
+
+    /// Whether the session is bridged: it forwards its peer's packets instead of pacing
+    /// its own.
+    pub fn is_relaying(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// Whether the worker must keep a send deadline for the session: it paces its own
+    /// stream (it started sending and is not bridged).
+    pub fn is_pacing(&self) -> bool {
+        self.sending && self.relay.is_none()
+    }
+
+    /// Starts relaying: the play queue ends (each item reported interrupted) and paced
+    /// sending stops until [`Session::end_relay`]. The first forwarded packet continues
+    /// this session's sequence numbers and timestamps.
+    pub fn start_relay(&mut self, on_event: impl FnMut(SessionEvent)) {
+        self.stop_playback(on_event);
+        self.ending_event = None;
+        self.relay = Some(RelayStamp {
+            source_ssrc: None,
+            sequence_offset: 0,
+            timestamp_offset: 0,
+        });
+    }
+
+    /// Stops relaying at `now`: the session paces its own stream again (silence until
+    /// something is queued) from `now`, its timestamps continuing from the last packet
+    /// it sent by the real time since; the first packet carries the marker bit.
+    pub fn end_relay(&mut self, now: Instant) {
+        if self.relay.take().is_none() {
+            return;
+        }
+        self.timestamp = self.continuation_timestamp(now);
+        self.sending = true;
+        self.first_packet = true;
+        self.start = now;
+        self.next_tick = 0;
+    }
+
+    /// The RTP timestamp a packet sent at `now` carries: the last sent packet's advanced
+    /// by the time since (at least one sample), or the next paced timestamp if nothing
+    /// was sent yet.
+    fn continuation_timestamp(&self, now: Instant) -> u32 {
+        match self.last_sent {
+            Some((timestamp, at)) => {
+                let elapsed = now.saturating_duration_since(at).as_micros()
+                    * u128::from(SAMPLES_PER_MS)
+                    / 1000;
+                timestamp.wrapping_add((elapsed as u32).max(1))
             }
-            return Received::Rtp;
+            None => self.timestamp,
         }
-        if packet.payload_type == self.codec.payload_type() {
-            return Received::Audio(ReceivedAudio {
-                ssrc: packet.ssrc,
-                timestamp: packet.timestamp,
-                codec: self.codec,
-                payload: packet.payload,
-            });
+    }
+
+    /// Forwards a packet the bridge peer received (`packet`, of `kind` in the peer's
+    /// terms) out of this session at `now`: written into `out` with this session's SSRC,
+    /// its sequence/timestamp spaces (offsets fixed at the first packet of each peer
+    /// stream, so gaps and reordering survive), its payload type, and the payload
+    /// transcoded μ-law ↔ A-law if the codecs differ. Telephone events go out with this
+    /// session's telephone-event payload type; other payload types, and events when this
+    /// session has no telephone-event type, are not forwarded (`None`). `None` too when
+    /// the session is not bridged or `out` is too short.
+    pub fn forward(
+        &mut self,
+        now: Instant,
+        packet: &RtpPacket<'_>,
+        kind: RtpKind,
+        out: &mut [u8],
+    ) -> Option<Transmit> {
+        let mut stamp = self.relay?;
+        let (payload_type, conversion, audio) = match kind {
+            RtpKind::Audio(from) => (
+                self.codec.payload_type(),
+                law_conversion(from, self.codec),
+                true,
+            ),
+            RtpKind::TelephoneEvent { .. } => (self.dtmf_payload_type?, None, false),
+            RtpKind::Other => return None,
+        };
+        let len = RTP_HEADER_LEN + packet.payload.len();
+        let (header, payload) = out.get_mut(..len)?.split_at_mut(RTP_HEADER_LEN);
+        let new_stream = stamp.source_ssrc != Some(packet.ssrc);
+        if new_stream {
+            stamp = RelayStamp {
+                source_ssrc: Some(packet.ssrc),
+                sequence_offset: self.sequence.wrapping_sub(packet.sequence),
+                timestamp_offset: self
+                    .continuation_timestamp(now)
+                    .wrapping_sub(packet.timestamp),
+            };
+            self.relay = Some(stamp);
         }
-        Received::Rtp
+        let sequence = packet.sequence.wrapping_add(stamp.sequence_offset);
+        let timestamp = packet.timestamp.wrapping_add(stamp.timestamp_offset);
+        RtpHeader {
+            marker: packet.marker || new_stream,
+            payload_type,
+            sequence,
+            timestamp,
+            ssrc: self.ssrc,
+        }
+        .write(header)?;
+        payload.copy_from_slice(packet.payload);
+        if let Some(table) = conversion {
+            g711::transcode_in_place(table, payload);
+        }
+        // Keep the paced stream's next sequence number and timestamp ahead of everything
+        // forwarded, so ending the bridge continues without going back.
+        if sequence.wrapping_sub(self.sequence) < 0x8000 {
+            self.sequence = sequence.wrapping_add(1);
+        }
+        let newer = match self.last_sent {
+            Some((last, _)) => timestamp.wrapping_sub(last) < 0x8000_0000,
+            None => true,
+        };
+        if audio && newer {
+            self.last_sent = Some((timestamp, now));
+        }
+        self.counters.packets_sent += 1;
+        self.counters.bytes_sent += len as u64;
+        self.counters.packets_forwarded += 1;
+        Some(Transmit {
+            len,
+            destination: self.remote,
+            skipped_ticks: 0,
+            due: now,
+            audio,
+        })
     }
 
     /// Ends the session: queued items are reported interrupted; returns the final counters.
@@ -994,7 +1223,12 @@ mod tests {
         let mut s = started(params(PayloadCodec::Pcmu), t0);
         // Latch somewhere first: the update must reset the latch.
         let nat: SocketAddr = "198.51.100.7:61000".parse().unwrap();
-        s.handle_datagram(nat, &rtp_packet(0, 1, 160, &[0xFF; 160]), |_| {});
+        s.handle_datagram(
+            Instant::now(),
+            nat,
+            &rtp_packet(0, 1, 160, &[0xFF; 160]),
+            |_| {},
+        );
         assert!(s.remote_latched());
         let before = ticks(&mut s, t0, 0, 1);
         assert_eq!(before[0].2, nat);
@@ -1059,7 +1293,12 @@ mod tests {
         assert_eq!(p3.payload, &[9, 0x0A, 0x00, 240]);
         // The first valid RTP after the update latches again.
         let peer: SocketAddr = "203.0.113.5:40000".parse().unwrap();
-        s.handle_datagram(peer, &rtp_packet(8, 1, 160, &[0xD5; 240]), |_| {});
+        s.handle_datagram(
+            Instant::now(),
+            peer,
+            &rtp_packet(8, 1, 160, &[0xD5; 240]),
+            |_| {},
+        );
         assert_eq!(s.remote(), peer);
     }
 
@@ -1192,6 +1431,276 @@ mod tests {
         pkt
     }
 
+    fn with_ssrc(mut pkt: Vec<u8>, ssrc: u32) -> Vec<u8> {
+        pkt[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        pkt
+    }
+
+    /// Feeds `pkt` to `from` and forwards what it received out of `to`.
+    fn relay(from: &mut Session, to: &mut Session, now: Instant, pkt: &[u8]) -> Option<Vec<u8>> {
+        let received = from.handle_datagram(now, remote(), pkt, |_| {});
+        let Received::Rtp { packet, kind } = received else {
+            return None;
+        };
+        let mut out = [0u8; MAX_PACKET_LEN];
+        let tx = to.forward(now, &packet, kind, &mut out)?;
+        assert_eq!(tx.destination, to.remote());
+        Some(out[..tx.len].to_vec())
+    }
+
+    #[test]
+    fn forwarding_restamps_into_the_legs_own_stream_and_transcodes() {
+        let t0 = Instant::now();
+        let mut caller = started(params(PayloadCodec::Pcmu), t0);
+        let mut callee = Session::new(
+            SessionParams {
+                ssrc: 0x0BAD_CAFE,
+                dtmf_payload_type: Some(96),
+                ..params(PayloadCodec::Pcma)
+            },
+            t0,
+        )
+        .unwrap();
+        callee.start_talkspurt(t0);
+        // The callee leg sent two packets of its own (seq FFFE, FFFF; ts FFFFFF00, FFFFFFA0).
+        drain(&mut callee, t0 + PTIME);
+        let mut events = Vec::new();
+        callee.start_relay(|e| events.push(e));
+        caller.start_relay(|_| {});
+        assert!(callee.is_relaying() && !callee.is_pacing());
+        assert!(
+            drain(&mut callee, t0 + PTIME * 5).is_empty(),
+            "no paced packets while bridged"
+        );
+
+        // Not bridged: nothing is forwarded.
+        let mut idle = Session::new(params(PayloadCodec::Pcmu), t0).unwrap();
+        assert!(relay(
+            &mut caller,
+            &mut idle,
+            t0,
+            &rtp_packet(0, 7, 1000, &[0x00; 160])
+        )
+        .is_none());
+
+        let ulaw: Vec<u8> = (0..160u32).map(|i| (i * 7 % 256) as u8).collect();
+        let t1 = t0 + PTIME * 2;
+        let first = relay(&mut caller, &mut callee, t1, &rtp_packet(0, 7, 1000, &ulaw)).unwrap();
+        let p = parse_rtp(&first).unwrap();
+        assert_eq!(p.ssrc, 0x0BAD_CAFE, "the leg's own SSRC");
+        assert_eq!(p.payload_type, 8, "the leg's codec");
+        assert_eq!(p.sequence, 0x0000, "continues after FFFF");
+        assert_eq!(
+            p.timestamp,
+            0xFFFF_FFA0u32.wrapping_add(160),
+            "20 ms after the last packet"
+        );
+        assert!(p.marker, "a new stream segment is marked");
+        let table = g711::ulaw_to_alaw_table();
+        let expected: Vec<u8> = ulaw.iter().map(|b| table[usize::from(*b)]).collect();
+        assert_eq!(p.payload, &expected[..], "transcoded sample by sample");
+
+        // A gap of two packets and a reordered one keep their distance.
+        let gap = relay(
+            &mut caller,
+            &mut callee,
+            t1 + PTIME * 3,
+            &rtp_packet(0, 10, 1480, &ulaw),
+        )
+        .unwrap();
+        let late = relay(
+            &mut caller,
+            &mut callee,
+            t1 + PTIME * 3,
+            &rtp_packet(0, 9, 1320, &ulaw),
+        )
+        .unwrap();
+        let (gap, late) = (parse_rtp(&gap).unwrap(), parse_rtp(&late).unwrap());
+        assert_eq!(
+            (gap.sequence, gap.timestamp.wrapping_sub(p.timestamp)),
+            (3, 480)
+        );
+        assert_eq!(
+            (late.sequence, late.timestamp.wrapping_sub(p.timestamp)),
+            (2, 320)
+        );
+        assert!(!gap.marker && !late.marker);
+
+        // Telephone events go out with the leg's own event payload type and are still reported.
+        let mut reported = Vec::new();
+        let key = rtp_packet(101, 11, 1640, &[5, 0x0A, 0, 160]);
+        let received = caller.handle_datagram(t1, remote(), &key, |e| reported.push(e));
+        let Received::Rtp { packet, kind } = received else {
+            panic!("{received:?}")
+        };
+        assert_eq!(
+            kind,
+            RtpKind::TelephoneEvent {
+                new_digit: Some(b'5')
+            }
+        );
+        let mut out = [0u8; MAX_PACKET_LEN];
+        let tx = callee.forward(t1, &packet, kind, &mut out).unwrap();
+        assert!(!tx.audio);
+        let event = parse_rtp(&out[..tx.len]).unwrap();
+        assert_eq!((event.payload_type, event.sequence), (96, 4));
+        assert_eq!(event.payload, &[5, 0x0A, 0, 160]);
+        assert_eq!(reported, vec![SessionEvent::Dtmf { digit: b'5' }]);
+        // Comfort noise (another payload type) is not forwarded.
+        assert!(relay(
+            &mut caller,
+            &mut callee,
+            t1,
+            &rtp_packet(13, 12, 1800, &[40])
+        )
+        .is_none());
+
+        // A new source stream (another SSRC) restarts the offsets, continuing the leg's stream.
+        let t2 = t1 + PTIME * 10;
+        let other = relay(
+            &mut caller,
+            &mut callee,
+            t2,
+            &with_ssrc(rtp_packet(0, 60000, 9, &ulaw), 77),
+        )
+        .unwrap();
+        let other = parse_rtp(&other).unwrap();
+        assert!(other.marker);
+        assert_eq!(other.sequence, 5);
+        assert_eq!(
+            other.timestamp.wrapping_sub(gap.timestamp),
+            7 * 160,
+            "real time since"
+        );
+
+        // Ending the bridge: paced silence again, continuing sequence and time.
+        callee.end_relay(t2 + PTIME);
+        assert!(callee.is_pacing());
+        let (resumed, _) = one(&mut callee, t2 + PTIME);
+        let resumed = parse_rtp(&resumed).unwrap();
+        assert_eq!(resumed.sequence, 6);
+        assert_eq!(resumed.timestamp.wrapping_sub(other.timestamp), 160);
+        assert!(resumed.marker);
+        assert!(resumed.payload.iter().all(|b| *b == g711::ALAW_SILENCE));
+        assert_eq!(callee.counters().packets_forwarded, 5);
+    }
+
+    #[test]
+    fn pcma_forwarded_to_a_pcmu_leg_and_same_codec_unchanged() {
+        let t0 = Instant::now();
+        let mut alaw_leg = started(params(PayloadCodec::Pcma), t0);
+        let mut ulaw_leg = started(params(PayloadCodec::Pcmu), t0);
+        let mut other_ulaw = started(params(PayloadCodec::Pcmu), t0);
+        for s in [&mut alaw_leg, &mut ulaw_leg, &mut other_ulaw] {
+            s.start_relay(|_| {});
+        }
+        let alaw: Vec<u8> = (0..=255u8).collect();
+        let out = relay(
+            &mut alaw_leg,
+            &mut ulaw_leg,
+            t0,
+            &rtp_packet(8, 1, 0, &alaw),
+        )
+        .unwrap();
+        let table = g711::alaw_to_ulaw_table();
+        let p = parse_rtp(&out).unwrap();
+        assert_eq!(p.payload_type, 0);
+        assert!(p
+            .payload
+            .iter()
+            .zip(&alaw)
+            .all(|(u, a)| *u == table[usize::from(*a)]));
+        let same = relay(
+            &mut ulaw_leg,
+            &mut other_ulaw,
+            t0,
+            &rtp_packet(0, 1, 0, &alaw),
+        )
+        .unwrap();
+        assert_eq!(
+            parse_rtp(&same).unwrap().payload,
+            &alaw[..],
+            "PCMU to PCMU is a copy"
+        );
+    }
+
+    #[test]
+    fn latch_moves_for_the_same_stream_or_after_silence() {
+        let t0 = Instant::now();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
+        let first: SocketAddr = "198.51.100.7:61000".parse().unwrap();
+        let moved: SocketAddr = "198.51.100.7:61002".parse().unwrap();
+        let intruder: SocketAddr = "203.0.113.9:5004".parse().unwrap();
+        let stream = rtp_packet(0, 1, 160, &[0xFF; 160]);
+        assert_ne!(
+            s.handle_datagram(t0, first, &stream, |_| {}),
+            Received::Ignored
+        );
+        // Another SSRC from elsewhere while the peer talks: ignored.
+        let foreign = with_ssrc(rtp_packet(0, 1, 160, &[0; 160]), 99);
+        assert_eq!(
+            s.handle_datagram(t0, intruder, &foreign, |_| {}),
+            Received::Ignored
+        );
+        assert_eq!(s.remote(), first);
+        // The same stream from a new port (NAT rebinding): the latch follows at once.
+        assert_ne!(
+            s.handle_datagram(t0, moved, &stream, |_| {}),
+            Received::Ignored
+        );
+        assert_eq!(s.remote(), moved);
+        // A new stream from elsewhere takes over only after the peer went quiet.
+        let quiet = t0 + RELATCH_AFTER_IDLE;
+        assert_ne!(
+            s.handle_datagram(quiet, intruder, &foreign, |_| {}),
+            Received::Ignored
+        );
+        assert_eq!(s.remote(), intruder);
+        assert_eq!(s.counters().relatches, 2);
+        assert_eq!(s.counters().packets_ignored, 1);
+    }
+
+    #[test]
+    fn rtp_timeout_fires_once_per_silence() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(60);
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
+        assert_eq!(
+            s.poll_rtp_timeout(t0 + Duration::from_secs(59), timeout),
+            None
+        );
+        assert_eq!(
+            s.poll_rtp_timeout(t0 + Duration::from_secs(61), timeout),
+            Some(61_000)
+        );
+        assert_eq!(
+            s.poll_rtp_timeout(t0 + Duration::from_secs(90), timeout),
+            None,
+            "once"
+        );
+        // RTP resumes: the clock restarts and a new silence is reported again.
+        let t1 = t0 + Duration::from_secs(100);
+        s.handle_datagram(t1, remote(), &rtp_packet(0, 1, 0, &[0; 160]), |_| {});
+        assert_eq!(
+            s.poll_rtp_timeout(t1 + Duration::from_secs(30), timeout),
+            None
+        );
+        assert_eq!(
+            s.poll_rtp_timeout(t1 + Duration::from_secs(60), timeout),
+            Some(60_000)
+        );
+        // Garbage does not count as RTP; a zero timeout never fires.
+        let mut quiet = started(params(PayloadCodec::Pcmu), t0);
+        quiet.handle_datagram(t0 + Duration::from_secs(50), remote(), b"junk", |_| {});
+        assert!(quiet
+            .poll_rtp_timeout(t0 + Duration::from_secs(60), timeout)
+            .is_some());
+        assert_eq!(
+            quiet.poll_rtp_timeout(t0 + Duration::from_secs(600), Duration::ZERO),
+            None
+        );
+    }
+
     #[test]
     fn symmetric_rtp_latches_to_first_valid_packet_source() {
         let t0 = Instant::now();
@@ -1201,26 +1710,30 @@ mod tests {
         let mut events = Vec::new();
         // Garbage does not latch.
         assert_eq!(
-            s.handle_datagram(other, b"hello", |e| events.push(e)),
+            s.handle_datagram(Instant::now(), other, b"hello", |e| events.push(e)),
             Received::Ignored
         );
         assert!(!s.remote_latched());
         assert_eq!(s.remote(), remote());
         let audio = rtp_packet(0, 1, 160, &[0xFF; 160]);
+        let received = s.handle_datagram(Instant::now(), nat, &audio, |e| events.push(e));
+        let (packet, codec) = received.audio().unwrap();
+        assert_eq!(codec, PayloadCodec::Pcmu);
         assert_eq!(
-            s.handle_datagram(nat, &audio, |e| events.push(e)),
-            Received::Audio(ReceivedAudio {
-                ssrc: 0xAABB_CCDD,
-                timestamp: 160,
-                codec: PayloadCodec::Pcmu,
-                payload: &[0xFF; 160],
-            })
+            (
+                packet.ssrc,
+                packet.timestamp,
+                packet.sequence,
+                packet.payload
+            ),
+            (0xAABB_CCDD, 160, 1, &[0xFF; 160][..])
         );
         assert!(s.remote_latched());
         assert_eq!(s.remote(), nat);
-        // Later packets from elsewhere are ignored; sends go to the latched address.
+        // Another stream from elsewhere is ignored; sends go to the latched address.
+        let foreign = with_ssrc(audio.clone(), 1);
         assert_eq!(
-            s.handle_datagram(other, &audio, |e| events.push(e)),
+            s.handle_datagram(Instant::now(), other, &foreign, |e| events.push(e)),
             Received::Ignored
         );
         let mut buf = [0u8; MAX_PACKET_LEN];
@@ -1240,21 +1753,20 @@ mod tests {
         let mut s = started(params(PayloadCodec::Pcma), t0);
         let src = remote();
         let alaw = rtp_packet(8, 1, 480, &[0x55; 80]);
-        match s.handle_datagram(src, &alaw, |_| {}) {
-            Received::Audio(a) => {
-                assert_eq!(
-                    (a.ssrc, a.timestamp, a.codec),
-                    (0xAABB_CCDD, 480, PayloadCodec::Pcma)
-                );
-                assert_eq!(a.payload, &[0x55; 80]);
-            }
-            other => panic!("expected audio, got {other:?}"),
-        }
+        let received = s.handle_datagram(Instant::now(), src, &alaw, |_| {});
+        let (a, codec) = received.audio().unwrap();
+        assert_eq!(
+            (a.ssrc, a.timestamp, codec),
+            (0xAABB_CCDD, 480, PayloadCodec::Pcma)
+        );
+        assert_eq!(a.payload, &[0x55; 80]);
         // Another codec, comfort noise and telephone events are not audio to record.
         for pt in [0u8, 13, 101] {
             let pkt = rtp_packet(pt, 2, 640, &[1, 0x0A, 0, 160]);
             assert!(
-                !matches!(s.handle_datagram(src, &pkt, |_| {}), Received::Audio(_)),
+                s.handle_datagram(Instant::now(), src, &pkt, |_| {})
+                    .audio()
+                    .is_none(),
                 "PT {pt}"
             );
         }
@@ -1289,19 +1801,32 @@ mod tests {
             // Updates, then three identical end packets (same seq, same timestamp).
             for duration in [160u16, 320, 480] {
                 let payload = [digit_code, 0x0A, (duration >> 8) as u8, duration as u8];
-                s.handle_datagram(src, &rtp_packet(101, seq, ts, &payload), |e| events.push(e));
+                s.handle_datagram(
+                    Instant::now(),
+                    src,
+                    &rtp_packet(101, seq, ts, &payload),
+                    |e| events.push(e),
+                );
                 seq += 1;
             }
             for _ in 0..3 {
                 let payload = [digit_code, 0x8A, 0x02, 0x80];
-                s.handle_datagram(src, &rtp_packet(101, seq, ts, &payload), |e| events.push(e));
+                s.handle_datagram(
+                    Instant::now(),
+                    src,
+                    &rtp_packet(101, seq, ts, &payload),
+                    |e| events.push(e),
+                );
             }
             seq += 1;
         }
         // Audio with PT 0 that happens to start like an event is not DTMF.
-        s.handle_datagram(src, &rtp_packet(0, seq, 24000, &[3, 0x0A, 0, 160]), |e| {
-            events.push(e)
-        });
+        s.handle_datagram(
+            Instant::now(),
+            src,
+            &rtp_packet(0, seq, 24000, &[3, 0x0A, 0, 160]),
+            |e| events.push(e),
+        );
         assert_eq!(
             events,
             vec![
@@ -1372,7 +1897,7 @@ mod tests {
         let mut s = Session::new(params(PayloadCodec::Pcmu), Instant::now()).unwrap();
         let mut digits = Vec::new();
         for pkt in packets {
-            s.handle_datagram(remote(), pkt, |e| {
+            s.handle_datagram(Instant::now(), remote(), pkt, |e| {
                 if let SessionEvent::Dtmf { digit } = e {
                     digits.push(digit)
                 }

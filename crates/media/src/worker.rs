@@ -70,6 +70,8 @@ pub struct WorkerSetup {
     /// Where recordings are written (`<RecordingId hex>.wav`).
     pub recordings_dir: PathBuf,
     pub max_sessions: usize,
+    /// No RTP for this long → `RtpTimeout` (zero: never).
+    pub rtp_timeout: Duration,
     pub segment: Arc<shmq::Segment>,
     pub commands: shmq::Consumer,
     pub events: shmq::Producer,
@@ -138,9 +140,19 @@ struct StatsDelta {
     bytes_out: u64,
     dtmf_events: u64,
     late_ticks: u64,
+    /// Packets forwarded from one bridged leg out of the other.
+    packets_relayed: u64,
+    /// Packets a bridged leg received but did not forward (a payload type the other leg
+    /// does not carry).
+    relay_dropped: u64,
+    not_rtp: u64,
+    send_errors: u64,
+    receive_errors: u64,
+    rtp_timeouts: u64,
+    busy_ns: u64,
 }
 
-/// Worker-local counters that have no slot in the shared `WorkerStats`.
+/// Running totals the worker keeps to publish and log changes only.
 #[derive(Default, Debug, Clone, Copy)]
 struct LocalCounters {
     send_errors: u64,
@@ -166,6 +178,8 @@ struct SessionSlot {
     socket: UdpSocket,
     session: Session,
     recording: Option<ActiveRecording>,
+    /// The slot of the session this one is bridged to (always mutual).
+    bridge: Option<usize>,
 }
 
 /// A worker's state; [`Worker::run`] is its loop.
@@ -198,6 +212,9 @@ pub struct Worker {
     /// (max-length deadline, slot, recording serial); stale entries are skipped.
     recording_deadlines: BinaryHeap<Reverse<(Instant, usize, u32)>>,
     next_recording_serial: u32,
+    rtp_timeout: Duration,
+    /// When sessions are next checked for the RTP timeout.
+    next_timeout_sweep: Instant,
 }
 
 impl Worker {
@@ -261,6 +278,8 @@ impl Worker {
             recorder_doorbell,
             recording_deadlines: BinaryHeap::with_capacity(max * 2 + 16),
             next_recording_serial: 0,
+            rtp_timeout: setup.rtp_timeout,
+            next_timeout_sweep: Instant::now(),
         })
     }
 
@@ -327,6 +346,7 @@ impl Worker {
                     })
                 }
             }
+            let woke = Instant::now();
             for event in events.iter() {
                 match event.token() {
                     DOORBELL_TOKEN => {
@@ -344,10 +364,12 @@ impl Worker {
             }
             self.execute_commands(Instant::now());
             self.send_due(Instant::now());
+            self.sweep_rtp_timeouts(Instant::now());
             self.end_due_recordings(Instant::now());
             self.recorder.flush();
             self.collect_finished_recordings();
             self.outbox.flush();
+            self.stats.busy_ns += u64::try_from(woke.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.publish_stats();
         }
         debug!(
@@ -370,6 +392,9 @@ impl Worker {
         }
         if let Some(Reverse((deadline, _, _))) = self.recording_deadlines.peek() {
             wake = wake.min(*deadline);
+        }
+        if !self.rtp_timeout.is_zero() {
+            wake = wake.min(self.next_timeout_sweep);
         }
         if !self.outbox.pending.is_empty() || self.recorder.has_pending() {
             wake = wake.min(now + PENDING_RETRY);
@@ -413,12 +438,29 @@ impl Worker {
                     self.outbox.push(Event::SessionFailed { session, reason });
                 }
             }
-            Command::Bridge { session, .. } | Command::Unbridge { session } => {
-                self.outbox.push(Event::SessionFailed {
-                    session,
-                    reason: FailReason::BadCommand,
-                });
+            Command::Bridge { session, peer } => {
+                let event = match self.bridge(session, peer, now) {
+                    Ok(()) => Event::Bridged { session, peer },
+                    Err(reason) => Event::SessionFailed { session, reason },
+                };
+                self.outbox.push(event);
             }
+            Command::Unbridge { session } => match self.by_id.get(&session) {
+                Some(&index) => {
+                    if !self.unbridge(index, now) {
+                        warn!(
+                            worker = self.index,
+                            session = session.0,
+                            "Unbridge of a session that is not bridged"
+                        );
+                        self.outbox.push(Event::SessionFailed {
+                            session,
+                            reason: FailReason::BadCommand,
+                        });
+                    }
+                }
+                None => self.unknown_session(session),
+            },
             Command::StopRecording { session } => match self.by_id.get(&session) {
                 Some(&index) => self.stop_recording(index, RecordingEnd::Stopped, now),
                 None => self.unknown_session(session),
@@ -601,6 +643,15 @@ impl Worker {
         let Some(index) = self.by_id.get(&session).copied() else {
             return;
         };
+        if let Some(Some(slot)) = self.slots.get_mut(index) {
+            slot.session.start_talkspurt(Instant::now());
+        }
+        self.reschedule(index);
+    }
+
+    /// Retires the session's pending send deadline (a new generation) and, if it paces its
+    /// own stream, schedules its next packet.
+    fn reschedule(&mut self, index: usize) {
         let Some(Some(slot)) = self.slots.get_mut(index) else {
             return;
         };
@@ -609,12 +660,116 @@ impl Worker {
         };
         *generation = generation.wrapping_add(1);
         slot.generation = *generation;
-        slot.session.start_talkspurt(Instant::now());
-        self.deadlines.push(Reverse((
-            slot.session.next_send_at(),
-            index,
-            slot.generation,
-        )));
+        if slot.session.is_pacing() {
+            self.deadlines.push(Reverse((
+                slot.session.next_send_at(),
+                index,
+                slot.generation,
+            )));
+        }
+    }
+
+    /// Bridges two sessions of this worker (see `Command::Bridge`).
+    fn bridge(
+        &mut self,
+        session: SessionId,
+        peer: SessionId,
+        now: Instant,
+    ) -> Result<(), FailReason> {
+        let a = *self.by_id.get(&session).ok_or(FailReason::UnknownSession)?;
+        let b = *self.by_id.get(&peer).ok_or(FailReason::UnknownSession)?;
+        let already_bridged = |index: usize| {
+            self.slots
+                .get(index)
+                .and_then(Option::as_ref)
+                .is_none_or(|slot| slot.bridge.is_some())
+        };
+        if a == b || already_bridged(a) || already_bridged(b) {
+            warn!(
+                worker = self.index,
+                session = session.0,
+                peer = peer.0,
+                "Bridge refused: same session or already bridged"
+            );
+            return Err(FailReason::BadCommand);
+        }
+        for (index, other) in [(a, b), (b, a)] {
+            let Self { slots, outbox, .. } = self;
+            if let Some(Some(slot)) = slots.get_mut(index) {
+                let id = slot.id;
+                slot.bridge = Some(other);
+                slot.session
+                    .start_relay(|e| outbox.push(session_event(id, e)));
+            }
+            self.reschedule(index);
+        }
+        debug!(
+            worker = self.index,
+            session = session.0,
+            peer = peer.0,
+            ?now,
+            "bridged"
+        );
+        Ok(())
+    }
+
+    /// Ends the bridge of the session in `index` (if it has one): both legs pace their own
+    /// streams again and each gets an `Unbridged`. Returns whether there was a bridge.
+    fn unbridge(&mut self, index: usize, now: Instant) -> bool {
+        let Some(peer_index) = self
+            .slots
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .and_then(|slot| slot.bridge.take())
+        else {
+            return false;
+        };
+        let ids = [index, peer_index].map(|i| {
+            self.slots
+                .get(i)
+                .and_then(Option::as_ref)
+                .map(|slot| slot.id)
+        });
+        for (leg, other) in [(index, ids[1]), (peer_index, ids[0])] {
+            if let Some(Some(slot)) = self.slots.get_mut(leg) {
+                slot.bridge = None;
+                slot.session.end_relay(now);
+                if let Some(peer) = other {
+                    self.outbox.push(Event::Unbridged {
+                        session: slot.id,
+                        peer,
+                    });
+                }
+            }
+            self.reschedule(leg);
+        }
+        true
+    }
+
+    /// Reports every session that has received no RTP for the RTP timeout (once per
+    /// silence); runs every tenth of the timeout (10 ms to 1 s).
+    fn sweep_rtp_timeouts(&mut self, now: Instant) {
+        if self.rtp_timeout.is_zero() || now < self.next_timeout_sweep {
+            return;
+        }
+        let interval =
+            (self.rtp_timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        self.next_timeout_sweep = now + interval;
+        for slot in self.slots.iter_mut().flatten() {
+            if let Some(idle_ms) = slot.session.poll_rtp_timeout(now, self.rtp_timeout) {
+                debug!(
+                    worker = self.index,
+                    session = slot.id.0,
+                    idle_ms,
+                    "RTP timeout"
+                );
+                self.stats.rtp_timeouts += 1;
+                self.outbox.push(Event::RtpTimeout {
+                    session: slot.id,
+                    idle_ms,
+                });
+            }
+        }
     }
 
     fn session_mut(&mut self, session: SessionId) -> Option<&mut SessionSlot> {
@@ -697,6 +852,7 @@ impl Worker {
                 socket,
                 session,
                 recording: None,
+                bridge: None,
             });
         }
         self.by_id.insert(id, index);
@@ -732,7 +888,32 @@ impl Worker {
     }
 
     fn close_session(&mut self, index: usize) {
-        self.stop_recording(index, RecordingEnd::SessionClosed, Instant::now());
+        let now = Instant::now();
+        self.stop_recording(index, RecordingEnd::SessionClosed, now);
+        if let Some(peer_index) = self
+            .slots
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .and_then(|slot| slot.bridge.take())
+        {
+            // The surviving leg goes back to its own media and hears about it.
+            let closed = self
+                .slots
+                .get(index)
+                .and_then(Option::as_ref)
+                .map(|slot| slot.id);
+            if let Some(Some(peer)) = self.slots.get_mut(peer_index) {
+                peer.bridge = None;
+                peer.session.end_relay(now);
+                if let Some(closed) = closed {
+                    self.outbox.push(Event::Unbridged {
+                        session: peer.id,
+                        peer: closed,
+                    });
+                }
+            }
+            self.reschedule(peer_index);
+        }
         let Some(mut slot) = self.slots.get_mut(index).and_then(Option::take) else {
             return;
         };
@@ -762,63 +943,93 @@ impl Worker {
         );
     }
 
-    /// Reads every datagram waiting on a session's socket.
+    /// Reads every datagram waiting on a session's socket; a bridged session's packets are
+    /// forwarded out of its peer's socket as they arrive.
     fn receive(&mut self, index: usize) {
-        let Self {
-            slots,
-            recv_buffer,
-            outbox,
-            stats,
-            local,
-            recorder,
-            ..
-        } = self;
-        let Some(Some(slot)) = slots.get_mut(index) else {
-            return;
-        };
-        let id = slot.id;
         let now = Instant::now();
         loop {
-            match slot.socket.recv_from(recv_buffer) {
-                Ok((len, source)) => {
-                    stats.packets_in += 1;
-                    stats.bytes_in += len as u64;
-                    let datagram = recv_buffer.get(..len).unwrap_or_default();
-                    let received = slot
-                        .session
-                        .handle_datagram(source, datagram, |e| outbox.push(session_event(id, e)));
-                    match received {
-                        Received::Dtmf(_) => stats.dtmf_events += 1,
-                        Received::Audio(audio) => {
-                            if let Some(recording) = slot.recording.as_mut() {
-                                let arrival = samples_since(recording.started, now);
-                                let position = recording.receive_clock.place(
-                                    audio.ssrc,
-                                    audio.timestamp,
-                                    arrival,
-                                );
-                                recorder.audio(
-                                    recording_key(index, recording.serial),
-                                    Direction::Received,
-                                    audio.codec,
-                                    position,
-                                    audio.payload,
-                                );
-                            }
-                        }
-                        Received::Rtp | Received::Ignored => {}
-                    }
-                }
+            let Self {
+                slots,
+                recv_buffer,
+                send_buffer,
+                outbox,
+                stats,
+                recorder,
+                ..
+            } = self;
+            let Some(Some(slot)) = slots.get_mut(index) else {
+                return;
+            };
+            let (len, source) = match slot.socket.recv_from(recv_buffer) {
+                Ok(received) => received,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors surface here (ECONNREFUSED...); keep reading.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    local.receive_errors += 1;
+                    stats.receive_errors += 1;
+                    continue;
                 }
                 Err(_) => {
-                    local.receive_errors += 1;
+                    stats.receive_errors += 1;
                     return;
                 }
+            };
+            stats.packets_in += 1;
+            stats.bytes_in += len as u64;
+            let id = slot.id;
+            let datagram = recv_buffer.get(..len).unwrap_or_default();
+            let received = slot
+                .session
+                .handle_datagram(now, source, datagram, |e| outbox.push(session_event(id, e)));
+            if received.new_digit().is_some() {
+                stats.dtmf_events += 1;
+            }
+            if received == Received::Ignored {
+                stats.not_rtp += 1;
+            }
+            if let (Some((packet, codec)), Some(recording)) =
+                (received.audio(), slot.recording.as_mut())
+            {
+                let arrival = samples_since(recording.started, now);
+                let position =
+                    recording
+                        .receive_clock
+                        .place(packet.ssrc, packet.timestamp, arrival);
+                recorder.audio(
+                    recording_key(index, recording.serial),
+                    Direction::Received,
+                    codec,
+                    position,
+                    packet.payload,
+                );
+            }
+            let (Some(peer_index), Received::Rtp { packet, kind }) = (slot.bridge, received) else {
+                continue;
+            };
+            let Some(Some(peer)) = slots.get_mut(peer_index) else {
+                continue;
+            };
+            let Some(transmit) = peer.session.forward(now, &packet, kind, send_buffer) else {
+                stats.relay_dropped += 1;
+                continue;
+            };
+            let out = send_buffer.get(..transmit.len).unwrap_or_default();
+            if let (true, Some(recording)) = (transmit.audio, peer.recording.as_ref()) {
+                recorder.audio(
+                    recording_key(peer_index, recording.serial),
+                    Direction::Sent,
+                    peer.session.codec(),
+                    samples_since(recording.started, now),
+                    out.get(RTP_HEADER_LEN..).unwrap_or_default(),
+                );
+            }
+            match peer.socket.send_to(out, transmit.destination) {
+                Ok(sent) => {
+                    stats.packets_out += 1;
+                    stats.bytes_out += sent as u64;
+                    stats.packets_relayed += 1;
+                }
+                Err(_) => stats.send_errors += 1,
             }
         }
     }
@@ -831,7 +1042,6 @@ impl Worker {
             send_buffer,
             outbox,
             stats,
-            local,
             recorder,
             ..
         } = self;
@@ -867,10 +1077,12 @@ impl Worker {
                         stats.packets_out += 1;
                         stats.bytes_out += sent as u64;
                     }
-                    Err(_) => local.send_errors += 1,
+                    Err(_) => stats.send_errors += 1,
                 }
             }
-            deadlines.push(Reverse((slot.session.next_send_at(), index, generation)));
+            if slot.session.is_pacing() {
+                deadlines.push(Reverse((slot.session.next_send_at(), index, generation)));
+            }
         }
     }
 
@@ -889,10 +1101,23 @@ impl Worker {
         add(&shared.bytes_out, delta.bytes_out);
         add(&shared.dtmf_events, delta.dtmf_events);
         add(&shared.late_ticks, delta.late_ticks);
+        add(&shared.packets_relayed, delta.packets_relayed);
+        add(&shared.drops_not_rtp, delta.not_rtp);
+        add(&shared.drops_unforwardable, delta.relay_dropped);
+        add(&shared.drops_send_error, delta.send_errors);
+        add(&shared.drops_receive_error, delta.receive_errors);
+        add(&shared.rtp_timeouts, delta.rtp_timeouts);
+        add(&shared.busy_ns, delta.busy_ns);
+        self.local.send_errors += delta.send_errors;
+        self.local.receive_errors += delta.receive_errors;
         shared
             .sessions_active
             .store(self.by_id.len() as u64, Ordering::Relaxed);
         if self.outbox.dropped != self.local.events_dropped_reported {
+            add(
+                &shared.events_dropped,
+                self.outbox.dropped - self.local.events_dropped_reported,
+            );
             warn!(
                 worker = self.index,
                 dropped = self.outbox.dropped,
@@ -901,6 +1126,10 @@ impl Worker {
             self.local.events_dropped_reported = self.outbox.dropped;
         }
         if self.recorder.frames_dropped != self.local.recording_frames_dropped_reported {
+            add(
+                &shared.recording_frames_dropped,
+                self.recorder.frames_dropped - self.local.recording_frames_dropped_reported,
+            );
             warn!(
                 worker = self.index,
                 dropped = self.recorder.frames_dropped,

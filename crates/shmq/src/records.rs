@@ -347,12 +347,21 @@ pub enum Event {
         end: RecordingEnd,
     },
     /// A `Bridge` took effect: `session` and `peer` relay to each other.
-    Bridged { session: SessionId, peer: SessionId },
+    Bridged {
+        session: SessionId,
+        peer: SessionId,
+    },
     /// `session`'s bridge to `peer` ended: by `Unbridge`, or because `peer` closed.
-    Unbridged { session: SessionId, peer: SessionId },
+    Unbridged {
+        session: SessionId,
+        peer: SessionId,
+    },
     /// No RTP arrived on the session for `idle_ms` (the media plane's RTP timeout); the
     /// session stays open, reported once per silence (again only after RTP resumed).
-    RtpTimeout { session: SessionId, idle_ms: u32 },
+    RtpTimeout {
+        session: SessionId,
+        idle_ms: u32,
+    },
 }
 
 /// One ring slot: the wire form of a [`Command`] or an [`Event`].

@@ -60,23 +60,44 @@ const HEADER_SIZE: usize = std::mem::size_of::<SegmentHeader>();
 const _: () = assert!(HEADER_SIZE == CACHE_LINE);
 
 /// Counters one media worker keeps and the control plane reads for metrics. The worker
-/// updates them with `Relaxed` stores; they live on their own cache line in the segment.
+/// updates them with `Relaxed` stores; they live on their own two cache lines in the segment.
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct WorkerStats {
+    /// Datagrams received on session sockets.
     pub packets_in: AtomicU64,
+    /// Datagrams sent (paced and relayed).
     pub packets_out: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// DTMF digits received (RFC 4733).
     pub dtmf_events: AtomicU64,
     /// A gauge (the others are counters); `Segment::reset` zeroes it.
     pub sessions_active: AtomicU64,
     /// Media ticks the worker started later than scheduled.
     pub late_ticks: AtomicU64,
+    /// Packets forwarded from one bridged leg out of the other (also in `packets_out`).
+    pub packets_relayed: AtomicU64,
+    /// Datagrams dropped: not RTP, or not from the latched peer.
+    pub drops_not_rtp: AtomicU64,
+    /// RTP a bridged leg received but could not forward (a payload type the other leg does not carry).
+    pub drops_unforwardable: AtomicU64,
+    /// Packets the socket refused to send.
+    pub drops_send_error: AtomicU64,
+    /// Receive errors (ICMP errors included).
+    pub drops_receive_error: AtomicU64,
+    /// Events dropped because the event ring and the worker's overflow queue were full.
+    pub events_dropped: AtomicU64,
+    /// Audio frames dropped because a recording ring was full.
+    pub recording_frames_dropped: AtomicU64,
+    /// `RtpTimeout` events reported.
+    pub rtp_timeouts: AtomicU64,
+    /// Nanoseconds the worker loop spent working (not waiting in poll): busy_ns / wall time is its load.
+    pub busy_ns: AtomicU64,
 }
 
 const STATS_SIZE: usize = std::mem::size_of::<WorkerStats>();
-const _: () = assert!(STATS_SIZE == CACHE_LINE);
+const _: () = assert!(STATS_SIZE == 2 * CACHE_LINE);
 
 /// A plain copy of [`WorkerStats`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,6 +109,15 @@ pub struct WorkerStatsSnapshot {
     pub dtmf_events: u64,
     pub sessions_active: u64,
     pub late_ticks: u64,
+    pub packets_relayed: u64,
+    pub drops_not_rtp: u64,
+    pub drops_unforwardable: u64,
+    pub drops_send_error: u64,
+    pub drops_receive_error: u64,
+    pub events_dropped: u64,
+    pub recording_frames_dropped: u64,
+    pub rtp_timeouts: u64,
+    pub busy_ns: u64,
 }
 
 impl WorkerStats {
@@ -101,6 +131,15 @@ impl WorkerStats {
             dtmf_events: self.dtmf_events.load(Ordering::Relaxed),
             sessions_active: self.sessions_active.load(Ordering::Relaxed),
             late_ticks: self.late_ticks.load(Ordering::Relaxed),
+            packets_relayed: self.packets_relayed.load(Ordering::Relaxed),
+            drops_not_rtp: self.drops_not_rtp.load(Ordering::Relaxed),
+            drops_unforwardable: self.drops_unforwardable.load(Ordering::Relaxed),
+            drops_send_error: self.drops_send_error.load(Ordering::Relaxed),
+            drops_receive_error: self.drops_receive_error.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            recording_frames_dropped: self.recording_frames_dropped.load(Ordering::Relaxed),
+            rtp_timeouts: self.rtp_timeouts.load(Ordering::Relaxed),
+            busy_ns: self.busy_ns.load(Ordering::Relaxed),
         }
     }
 }

@@ -95,6 +95,8 @@ pub struct MediaSection {
     pub rtp_ip: Option<IpAddr>,
     /// Sessions each worker can hold.
     pub max_sessions_per_worker: usize,
+    /// Seconds without RTP after which an answered call is hung up (0: never).
+    pub rtp_timeout_secs: u64,
 }
 
 impl Default for MediaSection {
@@ -104,6 +106,7 @@ impl Default for MediaSection {
             cores: vec![1],
             rtp_ip: None,
             max_sessions_per_worker: 4096,
+            rtp_timeout_secs: 60,
         }
     }
 }

@@ -90,6 +90,7 @@ fn media_main(args: Args) -> Result<()> {
             cache_dir: config.cache_dir(),
             recordings_dir: config.recordings_dir(),
             max_sessions_per_worker: config.media.max_sessions_per_worker,
+            rtp_timeout: Duration::from_secs(config.media.rtp_timeout_secs),
         },
         segment,
         doorbells,
