@@ -14,6 +14,7 @@ pub mod digits;
 pub mod dtmf;
 pub mod frame_ring;
 pub mod g711;
+pub mod packet_io;
 pub mod player;
 pub mod ports;
 pub mod recorder;
@@ -53,6 +54,8 @@ pub struct MediaConfig {
     pub max_sessions_per_worker: usize,
     /// A session that receives no RTP for this long is reported (`RtpTimeout`); zero: never.
     pub rtp_timeout: Duration,
+    /// The packet I/O backend of every worker.
+    pub io_backend: packet_io::IoBackend,
 }
 
 /// The RTP timeout when none is configured.
@@ -100,6 +103,7 @@ pub fn run(
             recordings_dir: cfg.recordings_dir.clone(),
             max_sessions: cfg.max_sessions_per_worker,
             rtp_timeout: cfg.rtp_timeout,
+            io_backend: cfg.io_backend,
             segment: Arc::clone(&segment),
             commands: segment.command_consumer(index)?,
             events: segment.event_producer(index)?,

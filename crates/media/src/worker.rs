@@ -16,22 +16,19 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::UdpSocket;
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
 use shmq::{
     Codec, Command, Doorbell, Event, FailReason, MediaId, Record, RecordingChannels, RecordingEnd,
     RecordingId, SessionId,
 };
 use tracing::{debug, warn};
 
+use crate::packet_io::{IoBackend, PacketIo};
 use crate::player::MediaData;
 use crate::ports::{PortError, PortPool, PortSlice};
 use crate::recorder::{
@@ -44,7 +41,6 @@ use crate::session::{
     PayloadCodec, Received, Session, SessionError, SessionEvent, SessionParams, SessionUpdate,
     MAX_PACKET_LEN, SAMPLES_PER_MS,
 };
-use crate::timer::DeadlineTimer;
 use crate::MediaError;
 
 /// How often the loop wakes without traffic to look at the stop flag.
@@ -57,9 +53,9 @@ const COMMANDS_PER_ITERATION: usize = 256;
 const PENDING_RETRY: Duration = Duration::from_millis(1);
 /// Receive buffer: larger than any sane RTP datagram on an Ethernet path.
 const RECV_BUFFER_LEN: usize = 2048;
-const DOORBELL_TOKEN: Token = Token(usize::MAX - 1);
-const TIMER_TOKEN: Token = Token(usize::MAX - 2);
-const RECORDER_TOKEN: Token = Token(usize::MAX - 3);
+/// Waker ids of the worker's descriptors in its packet I/O.
+const WAKE_COMMANDS: u8 = 0;
+const WAKE_RECORDER: u8 = 1;
 
 /// Everything one worker needs; built by [`crate::run`] (or a test) and moved to its thread.
 pub struct WorkerSetup {
@@ -72,6 +68,8 @@ pub struct WorkerSetup {
     pub max_sessions: usize,
     /// No RTP for this long → `RtpTimeout` (zero: never).
     pub rtp_timeout: Duration,
+    /// Which packet I/O backend to use.
+    pub io_backend: IoBackend,
     pub segment: Arc<shmq::Segment>,
     pub commands: shmq::Consumer,
     pub events: shmq::Producer,
@@ -174,8 +172,8 @@ struct ActiveRecording {
 struct SessionSlot {
     id: SessionId,
     generation: u32,
+    /// Its socket lives in the worker's packet I/O under the slot's index.
     port: u16,
-    socket: UdpSocket,
     session: Session,
     recording: Option<ActiveRecording>,
     /// The slot of the session this one is bridged to (always mutual).
@@ -189,8 +187,7 @@ pub struct Worker {
     cache_dir: PathBuf,
     recordings_dir: PathBuf,
     segment: Arc<shmq::Segment>,
-    poll: Poll,
-    timer: DeadlineTimer,
+    io: PacketIo,
     commands: shmq::Consumer,
     command_doorbell: Doorbell,
     outbox: EventOutbox,
@@ -224,30 +221,15 @@ impl Worker {
             worker: setup.index,
             source,
         };
-        let poll = Poll::new().map_err(io_err)?;
-        let timer = DeadlineTimer::new().map_err(io_err)?;
-        poll.registry()
-            .register(
-                &mut SourceFd(&setup.command_doorbell.as_raw_fd()),
-                DOORBELL_TOKEN,
-                Interest::READABLE,
-            )
-            .map_err(io_err)?;
-        poll.registry()
-            .register(
-                &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&timer)),
-                TIMER_TOKEN,
-                Interest::READABLE,
-            )
-            .map_err(io_err)?;
         let max = setup.max_sessions;
+        let (mut io, fallback) = PacketIo::open(setup.io_backend, max).map_err(io_err)?;
+        if let Some(why) = fallback {
+            warn!(worker = setup.index, %why, "io_uring unavailable; using epoll");
+        }
+        io.add_waker(setup.command_doorbell.as_raw_fd(), WAKE_COMMANDS)
+            .map_err(io_err)?;
         let recorder_doorbell = Arc::new(Doorbell::new().map_err(io_err)?);
-        poll.registry()
-            .register(
-                &mut SourceFd(&recorder_doorbell.as_raw_fd()),
-                RECORDER_TOKEN,
-                Interest::READABLE,
-            )
+        io.add_waker(recorder_doorbell.as_raw_fd(), WAKE_RECORDER)
             .map_err(io_err)?;
         let (recorder, writer_end) =
             recorder_link(max, Arc::clone(&recorder_doorbell)).map_err(io_err)?;
@@ -257,8 +239,7 @@ impl Worker {
             cache_dir: setup.cache_dir,
             recordings_dir: setup.recordings_dir,
             segment: setup.segment,
-            poll,
-            timer,
+            io,
             commands: setup.commands,
             command_doorbell: setup.command_doorbell,
             outbox: EventOutbox::new(setup.events, setup.event_doorbell, PENDING_EVENT_CAPACITY),
@@ -320,48 +301,22 @@ impl Worker {
     }
 
     fn run_loop(&mut self, stop: &AtomicBool) -> Result<(), MediaError> {
-        let mut events = Events::with_capacity(1024);
-        // The instant the timer is armed for, to skip re-arming it for the same deadline.
-        let mut armed_for: Option<Instant> = None;
-        debug!(worker = self.index, ports = ?self.ports.slice(), "media worker started");
+        debug!(worker = self.index, io = self.io.name(), ports = ?self.ports.slice(),
+               "media worker started");
         while !stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            let wake = self.next_wake(now);
-            if armed_for != Some(wake) {
-                self.timer
-                    .arm(wake.saturating_duration_since(now))
-                    .map_err(|source| MediaError::Io {
-                        worker: self.index,
-                        source,
-                    })?;
-                armed_for = Some(wake);
-            }
-            match self.poll.poll(&mut events, Some(STOP_CHECK_INTERVAL)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(MediaError::Io {
-                        worker: self.index,
-                        source,
-                    })
-                }
-            }
+            let wake = self.next_wake(Instant::now());
+            let wakes = self.io.wait(wake).map_err(|source| MediaError::Io {
+                worker: self.index,
+                source,
+            })?;
             let woke = Instant::now();
-            for event in events.iter() {
-                match event.token() {
-                    DOORBELL_TOKEN => {
-                        self.command_doorbell.drain();
-                    }
-                    TIMER_TOKEN => {
-                        self.timer.clear();
-                        armed_for = None;
-                    }
-                    RECORDER_TOKEN => {
-                        self.recorder_doorbell.drain();
-                    }
-                    Token(slot) => self.receive(slot),
-                }
+            if wakes.contains(WAKE_COMMANDS) {
+                self.command_doorbell.drain();
             }
+            if wakes.contains(WAKE_RECORDER) {
+                self.recorder_doorbell.drain();
+            }
+            self.receive();
             self.execute_commands(Instant::now());
             self.send_due(Instant::now());
             self.sweep_rtp_timeouts(Instant::now());
@@ -816,9 +771,9 @@ impl Worker {
             return Err(FailReason::SessionTableFull);
         };
         let rtp_ip = self.rtp_ip;
-        let (port, mut socket) = match self
+        let (port, socket) = match self
             .ports
-            .acquire(|port| UdpSocket::bind(SocketAddr::new(rtp_ip, port)))
+            .acquire(|port| std::net::UdpSocket::bind(SocketAddr::new(rtp_ip, port)))
         {
             Ok(bound) => bound,
             Err(error) => {
@@ -832,11 +787,7 @@ impl Worker {
                 });
             }
         };
-        if let Err(error) =
-            self.poll
-                .registry()
-                .register(&mut socket, Token(index), Interest::READABLE)
-        {
+        if let Err(error) = self.io.add_socket(index, socket) {
             warn!(worker = self.index, port, %error, "registering an RTP socket failed");
             self.ports.release(port);
             self.free_slots.push(index);
@@ -849,7 +800,6 @@ impl Worker {
                 id,
                 generation,
                 port,
-                socket,
                 session,
                 recording: None,
                 bridge: None,
@@ -914,13 +864,10 @@ impl Worker {
             }
             self.reschedule(peer_index);
         }
-        let Some(mut slot) = self.slots.get_mut(index).and_then(Option::take) else {
+        let Some(slot) = self.slots.get_mut(index).and_then(Option::take) else {
             return;
         };
-        if let Err(error) = self.poll.registry().deregister(&mut slot.socket) {
-            warn!(worker = self.index, port = slot.port, %error, "deregistering an RTP socket failed");
-        }
-        drop(slot.socket);
+        self.io.remove_socket(index);
         self.ports.release(slot.port);
         if let Some(generation) = self.generations.get_mut(index) {
             *generation = generation.wrapping_add(1);
@@ -943,36 +890,24 @@ impl Worker {
         );
     }
 
-    /// Reads every datagram waiting on a session's socket; a bridged session's packets are
+    /// Handles every datagram the last wait brought; a bridged session's packets are
     /// forwarded out of its peer's socket as they arrive.
-    fn receive(&mut self, index: usize) {
+    fn receive(&mut self) {
         let now = Instant::now();
-        loop {
-            let Self {
-                slots,
-                recv_buffer,
-                send_buffer,
-                outbox,
-                stats,
-                recorder,
-                ..
-            } = self;
+        let Self {
+            io,
+            slots,
+            recv_buffer,
+            send_buffer,
+            outbox,
+            stats,
+            recorder,
+            ..
+        } = self;
+        while let Some(datagram) = io.next_datagram(recv_buffer) {
+            let (index, source, len) = (datagram.slot, datagram.source, datagram.len);
             let Some(Some(slot)) = slots.get_mut(index) else {
-                return;
-            };
-            let (len, source) = match slot.socket.recv_from(recv_buffer) {
-                Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // ICMP errors surface here (ECONNREFUSED...); keep reading.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    stats.receive_errors += 1;
-                    continue;
-                }
-                Err(_) => {
-                    stats.receive_errors += 1;
-                    return;
-                }
+                continue;
             };
             stats.packets_in += 1;
             stats.bytes_in += len as u64;
@@ -1023,10 +958,10 @@ impl Worker {
                     out.get(RTP_HEADER_LEN..).unwrap_or_default(),
                 );
             }
-            match peer.socket.send_to(out, transmit.destination) {
-                Ok(sent) => {
+            match io.send(peer_index, transmit.destination, out) {
+                Ok(()) => {
                     stats.packets_out += 1;
-                    stats.bytes_out += sent as u64;
+                    stats.bytes_out += out.len() as u64;
                     stats.packets_relayed += 1;
                 }
                 Err(_) => stats.send_errors += 1,
@@ -1037,6 +972,7 @@ impl Worker {
     /// Sends every packet whose deadline has passed.
     fn send_due(&mut self, now: Instant) {
         let Self {
+            io,
             slots,
             deadlines,
             send_buffer,
@@ -1072,10 +1008,10 @@ impl Worker {
                         packet.get(RTP_HEADER_LEN..).unwrap_or_default(),
                     );
                 }
-                match slot.socket.send_to(packet, transmit.destination) {
-                    Ok(sent) => {
+                match io.send(index, transmit.destination, packet) {
+                    Ok(()) => {
                         stats.packets_out += 1;
-                        stats.bytes_out += sent as u64;
+                        stats.bytes_out += packet.len() as u64;
                     }
                     Err(_) => stats.send_errors += 1,
                 }
@@ -1088,6 +1024,9 @@ impl Worker {
 
     /// Adds this iteration's counters to the shared `WorkerStats`.
     fn publish_stats(&mut self) {
+        let io_errors = self.io.take_errors();
+        self.stats.send_errors += io_errors.send;
+        self.stats.receive_errors += io_errors.receive + io_errors.oversized;
         let delta = std::mem::take(&mut self.stats);
         let shared = self.segment.worker_stats(self.index);
         let add = |counter: &std::sync::atomic::AtomicU64, value: u64| {

@@ -97,6 +97,9 @@ pub struct MediaSection {
     pub max_sessions_per_worker: usize,
     /// Seconds without RTP after which an answered call is hung up (0: never).
     pub rtp_timeout_secs: u64,
+    /// Packet I/O backend of the media workers: "auto" (io_uring where the kernel allows
+    /// it, else epoll), "io_uring" or "epoll".
+    pub io_backend: String,
 }
 
 impl Default for MediaSection {
@@ -107,6 +110,7 @@ impl Default for MediaSection {
             rtp_ip: None,
             max_sessions_per_worker: 4096,
             rtp_timeout_secs: 60,
+            io_backend: "auto".into(),
         }
     }
 }
@@ -198,6 +202,9 @@ impl Config {
         }
         if self.media.cores.is_empty() {
             bail!("[media] cores must name at least one core");
+        }
+        if let Err(e) = self.media.io_backend.parse::<media::packet_io::IoBackend>() {
+            bail!("[media] io_backend: {e}");
         }
         for account in &self.accounts {
             if !is_sid(&account.sid, "AC") {

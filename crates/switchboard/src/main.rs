@@ -91,6 +91,8 @@ fn media_main(args: Args) -> Result<()> {
             recordings_dir: config.recordings_dir(),
             max_sessions_per_worker: config.media.max_sessions_per_worker,
             rtp_timeout: Duration::from_secs(config.media.rtp_timeout_secs),
+            // Checked when the configuration was loaded.
+            io_backend: config.media.io_backend.parse().unwrap_or_default(),
         },
         segment,
         doorbells,

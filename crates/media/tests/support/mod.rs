@@ -13,6 +13,15 @@ use media::rtp::RtpHeader;
 use media::{MediaConfig, MediaError};
 use shmq::{Codec, Command, Event, MediaId, SessionId};
 
+/// The packet I/O backend these tests run on: `MEDIA_TEST_IO_BACKEND` (auto, io_uring,
+/// epoll), auto by default; tools/test runs the media tests once per backend.
+pub fn io_backend_under_test() -> media::packet_io::IoBackend {
+    match std::env::var("MEDIA_TEST_IO_BACKEND") {
+        Ok(name) => name.parse().unwrap(),
+        Err(_) => media::packet_io::IoBackend::Auto,
+    }
+}
+
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
@@ -72,6 +81,7 @@ impl Control {
             recordings_dir: dir.join("recordings"),
             max_sessions_per_worker: 8,
             rtp_timeout,
+            io_backend: io_backend_under_test(),
         };
         let media = std::thread::spawn(move || {
             let segment = shmq::Segment::open(&segment_path)?;
