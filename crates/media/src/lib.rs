@@ -2,8 +2,9 @@
 //!
 //! Layers, bottom up: [`g711`] (codec tables), [`rtp`] (header writing/parsing),
 //! [`digits`] (RFC 4733 sending), [`dtmf`] (RFC 4733 reception), [`player`] (the play
-//! queue), [`session`] (the sans-IO
-//! core of one RTP session), [`ports`] (per-worker RTP port slices), [`timer`] (a
+//! queue), [`session`] (the sans-IO core of one RTP session: pacing, playback, reception,
+//! latching, the bridge's re-stamping and transcoding), [`ports`] (per-worker RTP port
+//! slices), [`packet_io`] (the sockets, behind io_uring or epoll backends), [`timer`] (a
 //! precise deadline timer), [`worker`] (one worker loop). [`run`] starts one worker per
 //! configured core and supervises them until the control plane goes away.
 //! Call recording: [`recording`] (placement, mixing, WAV header: pure), [`frame_ring`] (the

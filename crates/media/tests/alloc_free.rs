@@ -1,0 +1,221 @@
+//! The packet path allocates nothing: with a counting global allocator, a media plane relaying
+//! a bridged call (PCMU ↔ PCMA, with DTMF events) and playing a file to a third session runs
+//! for a while with no allocation anywhere in the process. Setup (sessions, the file's
+//! mapping, the first packets) happens before the counting window; inside it only packets
+//! flow, sent and drained by threads that do not allocate either.
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use media::rtp::RtpHeader;
+use shmq::{Codec, Command, Event, SessionId};
+use support::{media_id, wait_event, Control, TempDir};
+
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn packet(payload_type: u8, sequence: u16, payload: &[u8]) -> [u8; 172] {
+    let mut pkt = [0u8; 172];
+    let _ = RtpHeader {
+        marker: false,
+        payload_type,
+        sequence,
+        timestamp: u32::from(sequence) * 160,
+        ssrc: 0x00A1_10C0 + u32::from(payload_type),
+    }
+    .write(&mut pkt);
+    let len = payload.len().min(160);
+    pkt[12..12 + len].copy_from_slice(&payload[..len]);
+    pkt
+}
+
+/// Sends 20 ms packets from `from` to `to` until `stop` (every 16th is a DTMF event when
+/// `dtmf`), counting them; no allocation in the loop.
+fn talker(
+    from: UdpSocket,
+    to: SocketAddr,
+    payload_type: u8,
+    dtmf: bool,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let audio = [0x2Au8; 160];
+        let mut sequence = 0u16;
+        while !stop.load(Ordering::Relaxed) {
+            let mut pkt = packet(payload_type, sequence, &audio);
+            let len = if dtmf && sequence % 16 == 0 {
+                pkt[1] = 101;
+                pkt[12..16].copy_from_slice(&[(sequence / 16 % 10) as u8, 0x8A, 0x03, 0x20]);
+                16
+            } else {
+                172
+            };
+            if from.send_to(&pkt[..len], to).is_ok() {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            sequence = sequence.wrapping_add(1);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
+/// Drains `socket` until `stop`, counting datagrams; no allocation in the loop.
+fn listener(
+    socket: UdpSocket,
+    stop: Arc<AtomicBool>,
+    heard: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if socket.recv_from(&mut buf).is_ok() {
+                heard.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
+}
+
+#[test]
+fn the_packet_path_does_not_allocate() {
+    let dir = TempDir::new("alloc");
+    let cache = dir.0.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let file = vec![0x55u8; 8000 * 10];
+    let id = media_id(&file);
+    std::fs::write(cache.join(id.file_name()), &file).unwrap();
+    let mut control = Control::start(&dir.0, &cache, 1, 32800);
+
+    let (caller, callee, listener_socket) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    let (a, b, c) = (SessionId(1), SessionId(2), SessionId(3));
+    let port_a = control.open(0, a, caller.local_addr().unwrap(), Codec::Pcmu);
+    let port_b = control.open(0, b, callee.local_addr().unwrap(), Codec::Pcma);
+    control.open(0, c, listener_socket.local_addr().unwrap(), Codec::Pcmu);
+    control.send(
+        0,
+        Command::Bridge {
+            session: a,
+            peer: b,
+        },
+    );
+    assert_eq!(
+        wait_event(&mut control, 0, "Bridged", |e| matches!(
+            e,
+            Event::Bridged { .. }
+        )),
+        Event::Bridged {
+            session: a,
+            peer: b
+        }
+    );
+    control.send(
+        0,
+        Command::Play {
+            session: c,
+            play_id: 1,
+            media: id,
+            loops: 0,
+        },
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters: Vec<Arc<AtomicU64>> = (0..5).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let threads = vec![
+        talker(
+            caller.try_clone().unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], port_a)),
+            0,
+            true,
+            Arc::clone(&stop),
+            Arc::clone(&counters[0]),
+        ),
+        talker(
+            callee.try_clone().unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], port_b)),
+            8,
+            false,
+            Arc::clone(&stop),
+            Arc::clone(&counters[1]),
+        ),
+        listener(caller, Arc::clone(&stop), Arc::clone(&counters[2])),
+        listener(callee, Arc::clone(&stop), Arc::clone(&counters[3])),
+        listener(listener_socket, Arc::clone(&stop), Arc::clone(&counters[4])),
+    ];
+    // Warm up: every path has run at least once (latching, offsets, the play's mapping).
+    std::thread::sleep(Duration::from_millis(500));
+    let heard_before: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    assert!(
+        heard_before.iter().all(|n| *n > 0),
+        "traffic flows before the window: {heard_before:?}"
+    );
+
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let heard: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    // ~100 packets each way and ~100 played packets passed during the window.
+    for (what, i) in [
+        ("caller sent", 0),
+        ("callee sent", 1),
+        ("caller heard", 2),
+        ("callee heard", 3),
+        ("listener heard", 4),
+    ] {
+        assert!(
+            heard[i] - heard_before[i] >= 50,
+            "{what}: {} in the window",
+            heard[i] - heard_before[i]
+        );
+    }
+    assert_eq!(allocated, 0, "allocations while packets flowed");
+    let stats = control.segment.worker_stats(0).snapshot();
+    assert!(
+        stats.packets_relayed > 100 && stats.dtmf_events > 0,
+        "{stats:?}"
+    );
+    control.stop().unwrap();
+}
