@@ -15,6 +15,7 @@ pub mod digits;
 pub mod dtmf;
 pub mod frame_ring;
 pub mod g711;
+pub mod inband;
 pub mod packet_io;
 pub mod player;
 pub mod ports;

@@ -18,6 +18,7 @@ use crate::digits::{
 };
 use crate::dtmf::{DtmfDetector, DtmfOutcome};
 use crate::g711;
+use crate::inband::InbandDetector;
 use crate::player::{MediaData, PayloadEncoding, Player, QueueFull};
 use crate::rtp::{parse_rtp, RtpHeader, RtpPacket, RTP_HEADER_LEN};
 
@@ -186,7 +187,8 @@ pub struct Transmit {
 /// What a valid RTP packet from the peer carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RtpKind {
-    /// Audio in the session's codec (PCMU/PCMA).
+    /// Audio in the session's codec (PCMU/PCMA). Without a telephone-event payload type its
+    /// keypad tones are detected in band and reported as [`SessionEvent::Dtmf`].
     Audio(PayloadCodec),
     /// An RFC 4733 telephone-event packet; `new_digit` is set on the first packet of a key
     /// press (a [`SessionEvent::Dtmf`] was emitted), not on its updates or repeated ends.
@@ -271,6 +273,9 @@ pub struct Session {
     ending_event: Option<(ActiveEvent, u8)>,
     player: Player,
     dtmf: DtmfDetector,
+    /// Keypad tones in the received audio, listened for while no telephone-event payload
+    /// type is negotiated.
+    inband: InbandDetector,
     counters: SessionCounters,
     /// SSRC of the latched peer's stream (its last accepted packet).
     latched_ssrc: Option<u32>,
@@ -309,6 +314,7 @@ impl Session {
             ending_event: None,
             player: Player::with_capacity(PLAY_QUEUE_CAPACITY),
             dtmf: DtmfDetector::new(),
+            inband: InbandDetector::new(),
             counters: SessionCounters::default(),
             latched_ssrc: None,
             last_received: now,
@@ -628,6 +634,20 @@ impl Session {
             };
             RtpKind::TelephoneEvent { new_digit }
         } else if packet.payload_type == self.codec.payload_type() {
+            if self.dtmf_payload_type.is_none() {
+                let decode = match self.codec {
+                    PayloadCodec::Pcmu => &g711::ULAW_DECODE,
+                    PayloadCodec::Pcma => &g711::ALAW_DECODE,
+                };
+                let counters = &mut self.counters;
+                self.inband.feed(
+                    packet.payload.iter().map(|b| decode[usize::from(*b)]),
+                    |digit| {
+                        counters.dtmf_digits += 1;
+                        on_event(SessionEvent::Dtmf { digit });
+                    },
+                );
+            }
             RtpKind::Audio(self.codec)
         } else {
             RtpKind::Other
@@ -1622,6 +1642,40 @@ mod tests {
             &alaw[..],
             "PCMU to PCMU is a copy"
         );
+    }
+
+    #[test]
+    fn keypad_tones_in_the_audio_count_only_without_telephone_events() {
+        let tone: Vec<u8> = (0..800)
+            .map(|i| {
+                let t = i as f32 / 8000.0;
+                let v = 6000.0 * (2.0 * std::f32::consts::PI * 852.0 * t).sin()
+                    + 6000.0 * (2.0 * std::f32::consts::PI * 1477.0 * t).sin();
+                g711::linear_to_ulaw(v as i16)
+            })
+            .collect();
+        for (dtmf_payload_type, expected) in [
+            (None, vec![SessionEvent::Dtmf { digit: b'9' }]),
+            (Some(101), vec![]),
+        ] {
+            let t0 = Instant::now();
+            let mut s = Session::new(
+                SessionParams {
+                    dtmf_payload_type,
+                    ..params(PayloadCodec::Pcmu)
+                },
+                t0,
+            )
+            .unwrap();
+            let mut events = Vec::new();
+            for (i, chunk) in tone.chunks(160).enumerate() {
+                let pkt = rtp_packet(0, i as u16, 160 * i as u32, chunk);
+                let received = s.handle_datagram(t0, remote(), &pkt, |e| events.push(e));
+                assert!(received.audio().is_some(), "still audio");
+            }
+            assert_eq!(events, expected, "telephone-event PT {dtmf_payload_type:?}");
+            assert_eq!(s.counters().dtmf_digits, expected.len() as u64);
+        }
     }
 
     #[test]

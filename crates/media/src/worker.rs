@@ -913,12 +913,13 @@ impl Worker {
             stats.bytes_in += len as u64;
             let id = slot.id;
             let datagram = recv_buffer.get(..len).unwrap_or_default();
-            let received = slot
-                .session
-                .handle_datagram(now, source, datagram, |e| outbox.push(session_event(id, e)));
-            if received.new_digit().is_some() {
-                stats.dtmf_events += 1;
-            }
+            let received = slot.session.handle_datagram(now, source, datagram, |e| {
+                // RFC 4733 and in-band digits alike.
+                if matches!(e, SessionEvent::Dtmf { .. }) {
+                    stats.dtmf_events += 1;
+                }
+                outbox.push(session_event(id, e))
+            });
             if received == Received::Ignored {
                 stats.not_rtp += 1;
             }

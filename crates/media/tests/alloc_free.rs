@@ -73,7 +73,7 @@ fn talker(
         let mut sequence = 0u16;
         while !stop.load(Ordering::Relaxed) {
             let mut pkt = packet(payload_type, sequence, &audio);
-            let len = if dtmf && sequence % 16 == 0 {
+            let len = if dtmf && sequence.is_multiple_of(16) {
                 pkt[1] = 101;
                 pkt[12..16].copy_from_slice(&[(sequence / 16 % 10) as u8, 0x8A, 0x03, 0x20]);
                 16

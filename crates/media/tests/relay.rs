@@ -381,3 +381,65 @@ fn rtp_timeout_is_reported_once_per_silence() {
     assert_eq!(control.segment.worker_stats(0).snapshot().rtp_timeouts, 2);
     control.stop().unwrap();
 }
+
+/// `ms` of DTMF key `key`'s two tones as μ-law bytes.
+fn key_tone_ulaw(key: u8, ms: usize) -> Vec<u8> {
+    let (low, high) = match key {
+        b'4' => (770.0f32, 1209.0f32),
+        b'#' => (941.0, 1477.0),
+        b'0' => (941.0, 1336.0),
+        other => panic!("no tone table entry for {other}"),
+    };
+    (0..ms * 8)
+        .map(|i| {
+            let t = i as f32 / 8000.0;
+            let v = 5000.0 * (2.0 * std::f32::consts::PI * low * t).sin()
+                + 5000.0 * (2.0 * std::f32::consts::PI * high * t).sin();
+            g711::linear_to_ulaw(v as i16)
+        })
+        .collect()
+}
+
+#[test]
+fn inband_keypad_tones_are_reported_when_no_telephone_event_was_negotiated() {
+    let dir = TempDir::new("inband");
+    let mut control = Control::start(&dir.0, &dir.0, 1, 32700);
+    let phone_socket = phone();
+    let session = SessionId(31);
+    control.send(
+        0,
+        Command::OpenSession {
+            session,
+            remote: phone_socket.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            dtmf_payload_type: None,
+            ptime_ms: 20,
+        },
+    );
+    let Event::SessionOpened { local_port, .. } = control.expect_event(0, "SessionOpened") else {
+        panic!("session did not open");
+    };
+    // "4", a pause, "#", a pause, "0": 100 ms presses, 80 ms gaps, as a keypad sends them.
+    let silence = vec![g711::ULAW_SILENCE; 640];
+    let mut audio = Vec::new();
+    for key in [b'4', b'#', b'0'] {
+        audio.extend(key_tone_ulaw(key, 100));
+        audio.extend(&silence);
+    }
+    talk(&phone_socket, engine(local_port), 0, 0x70_4E5, &audio);
+    let mut digits = Vec::new();
+    while digits.len() < 3 {
+        match wait_event(&mut control, 0, "Dtmf", |e| matches!(e, Event::Dtmf { .. })) {
+            Event::Dtmf { digit, .. } => digits.push(digit),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(digits, b"4#0");
+    assert_eq!(
+        control.next_event(0, Duration::from_millis(300)),
+        None,
+        "each press once"
+    );
+    assert_eq!(control.segment.worker_stats(0).snapshot().dtmf_events, 3);
+    control.stop().unwrap();
+}
