@@ -3,6 +3,8 @@ checked audio, Reject, unknown numbers, codec mismatch, plain-text apps."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sbtest.flows import assert_voice_webhook, place_call
 from sbtest.rtp import assert_g711_speech
 from sbtest.standard import GATHER_TWO_DIGITS, MAIN, SAY_OK_HANG_UP, UNKNOWN
@@ -26,6 +28,42 @@ def test_gather_dtmf_sipp(switchboard, app, account, tmp_path):
     assert action.param("CallStatus") == "in-progress", action.describe()
     assert outcome.sipp.returncode == 0, outcome.sipp.explain()
     assert_g711_speech(outcome.audio, what="prompt toward SIPp")
+
+
+def _keypad_tones(path, keys: str) -> Path:
+    """Raw μ-law (8 kHz) keypad tones made by sox: 120 ms per key, 100 ms apart."""
+    import subprocess
+    pairs = {"1": (697, 1209), "2": (697, 1336), "5": (770, 1336), "#": (941, 1477)}
+    out = path / "keys.ul"
+    chunks = []
+    for i, key in enumerate(keys):
+        low, high = pairs[key]
+        part = path / f"key{i}.ul"
+        subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "ul", str(part),
+                        "synth", "0.12", "sine", str(low), "sine", str(high), "remix", "1,2",
+                        "vol", "0.4", "pad", "0", "0.1"], check=True)
+        chunks.append(part.read_bytes())
+    out.write_bytes(b"".join(chunks) + b"\xff" * 1600)
+    return out
+
+
+def test_gather_inband_dtmf_when_no_telephone_event(switchboard, app, account, tmp_path):
+    """A caller whose phone sends its keys as tones in the audio (no telephone-event in
+    the offer): the media plane hears them (Goertzel) and Gather gets the digits."""
+    from sbtest.sipp import scenario
+    app.twiml("/voice", GATHER_TWO_DIGITS)
+    app.twiml("/digits", SAY_OK_HANG_UP)
+    tones = _keypad_tones(tmp_path, "12")
+    script = tmp_path / "uac_inband_dtmf.xml"
+    script.write_text(scenario("uac_inband_dtmf.xml").read_text().replace("@TONES@", str(tones)))
+
+    outcome = place_call(switchboard, tmp_path, MAIN, scenario=str(script))
+
+    app.wait_for("/voice", timeout=1)
+    action = app.wait_for("/digits", timeout=1)
+    assert action.signature_valid(account.auth_token), action.describe()
+    assert action.param("Digits") == "12", action.describe()
+    assert outcome.sipp.returncode == 0, outcome.sipp.explain()
 
 
 def _expect_final_status(switchboard, tmp_path, number: str, expected: int,
