@@ -18,7 +18,7 @@ use shmq::MediaId;
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::decode::{decode_to_ulaw, TELEPHONY_RATE};
-use crate::{fetch, tts, voice, MediaError};
+use crate::{fetch, tones, tts, voice, MediaError};
 
 /// Where and how the cache prepares media.
 #[derive(Debug, Clone)]
@@ -78,6 +78,8 @@ struct Inner {
     spoken: Memo<(String, String)>,
     /// URL → prepared download.
     fetched: Memo<String>,
+    /// Ringback tone name → its rendered cycle.
+    ringbacks: Memo<&'static str>,
     tts_runs: AtomicU64,
     http_fetches: AtomicU64,
     temp_counter: AtomicU64,
@@ -111,6 +113,7 @@ impl MediaCache {
                 tts_permits: Semaphore::new(permits),
                 spoken: Mutex::new(HashMap::new()),
                 fetched: Mutex::new(HashMap::new()),
+                ringbacks: Mutex::new(HashMap::new()),
                 tts_runs: AtomicU64::new(0),
                 http_fetches: AtomicU64::new(0),
                 temp_counter: AtomicU64::new(0),
@@ -194,6 +197,22 @@ impl MediaCache {
     ) -> Result<Prepared, MediaError> {
         self.transcode_and_store(bytes.to_vec(), content_type.map(str::to_string))
             .await
+    }
+
+    /// The ringback tone for Twilio's `ringTone` country (see [`crate::tones`]): one
+    /// cadence cycle, to be played with `loops = 0`. Rendered and stored once per process.
+    pub async fn ringback(&self, country: Option<&str>) -> Result<Prepared, MediaError> {
+        let tone = tones::ringback_for(country);
+        self.memoized(&self.inner.ringbacks, tone.name, || async {
+            let dir = self.inner.cfg.dir.clone();
+            let temp_serial = self.inner.temp_counter.fetch_add(1, Ordering::Relaxed);
+            tokio::task::spawn_blocking(move || {
+                store_file(&dir, &tones::render_ulaw(&tone), temp_serial)
+            })
+            .await
+            .map_err(|e| MediaError::Internal(format!("tone task: {e}")))?
+        })
+        .await
     }
 
     /// Returns the memoised result for `key`, or runs `make` once (concurrent callers for
@@ -328,6 +347,20 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, vec![prepared.id.file_name()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn ringback_is_stored_once_by_content_hash() {
+        let dir = temp_dir("ringback");
+        let cache = MediaCache::new(CacheConfig::new(&dir)).unwrap();
+        let us = cache.ringback(None).await.unwrap();
+        assert_eq!(us, cache.ringback(Some("US")).await.unwrap());
+        assert_eq!(us.duration, Duration::from_secs(6));
+        let bytes = std::fs::read(cache.path_of(&us.id)).unwrap();
+        assert_eq!(media_id_of(&bytes), us.id, "named by the hash of its bytes");
+        assert_eq!(bytes, tones::render_ulaw(&tones::RINGBACK_US));
+        assert_ne!(cache.ringback(Some("uk")).await.unwrap().id, us.id);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

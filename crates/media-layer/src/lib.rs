@@ -3,9 +3,10 @@
 //! `<hex sha256 of the bytes>.ulaw` in a cache directory that the media workers map and
 //! play (docs/design/shmq-abi.md, "Media files").
 //!
-//! - [`MediaCache`]: the cache (`say`, `play_url`, `from_bytes`, `path_of`).
+//! - [`MediaCache`]: the cache (`say`, `play_url`, `from_bytes`, `ringback`, `path_of`).
 //! - [`decode_to_ulaw`]: the transcoder (symphonia + rubato + G.711), usable on its own.
 //! - [`voice`]: Twilio voice/language → espeak-ng voice mapping.
+//! - [`tones`]: call-progress tones (the `<Dial>` ringback), rendered once into the cache.
 //! - [`MediaError`]: failures, each with [`MediaError::twilio_code`].
 //!
 //! TTS runs the espeak-ng *program*; libespeak-ng (GPL) is never linked.
@@ -15,6 +16,7 @@ mod container;
 mod decode;
 mod error;
 mod fetch;
+pub mod tones;
 mod tts;
 pub mod voice;
 

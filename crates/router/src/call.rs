@@ -58,6 +58,10 @@ pub enum MediaSource {
         body: Vec<u8>,
         content_type: String,
     },
+    /// The ringback tone a `<Dial>` plays to the caller (Twilio's `ringTone` country).
+    Ringback {
+        country: Option<String>,
+    },
 }
 
 /// A SIP action on the call's inbound leg.
@@ -100,6 +104,8 @@ pub enum TimerKind {
     NoAnswer,
     /// The call's `TimeLimit` since it was answered (armed once; never invalidated).
     TimeLimit,
+    /// A `<Dial>` whose legs are all still unanswered after its `timeout`.
+    DialTimeout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +163,21 @@ pub enum Input {
     DialFailed {
         status: u16,
     },
+    /// News from a leg this call's `<Dial>` placed (`leg` as in [`DialLegPlan::leg`]).
+    DialLeg {
+        leg: u32,
+        call_sid: String,
+        event: LegEvent,
+    },
+    /// The `<Dial>`'s legs were not placed (e.g. 13214: a callerId the account may not use).
+    DialRefused {
+        code: u32,
+        message: String,
+    },
+    /// The media plane relays this call's session to its `<Dial>` leg's.
+    Bridged,
+    /// The relay of this call's session ended (`Unbridge`, or the other leg closed).
+    Unbridged,
 }
 
 /// A live update of a call, as `POST /Calls/{Sid}` asks for it.
@@ -199,6 +220,16 @@ pub enum Output {
     StatusCallback(AppRequest),
     /// The media plane was asked to record the call: store the recording as in progress.
     RecordingStarted(Box<RecordSetup>),
+    /// Place the legs of a `<Dial>` (child calls); each reports back as [`Input::DialLeg`].
+    Dial(Box<DialPlan>),
+    /// Pass a live update to a leg of this call's `<Dial>` (to hang it up or cancel it).
+    DialLegControl {
+        leg: u32,
+        update: CallUpdate,
+    },
+    /// This call is a `<Dial>` leg: tell the call that dialled it (the driver fills in
+    /// `Ended`'s duration).
+    LegEvent(LegEvent),
     /// Nothing more will happen; the driver may drop the call.
     Finished,
 }
@@ -301,6 +332,11 @@ enum Step {
     SendingDigits {
         play_id: u32,
     },
+    /// Running a `<Dial>`: its legs ring, or one of them is connected to the caller.
+    Dial,
+    /// A `<Dial>` leg, answered and ready: the call that dialled it bridges (or has bridged)
+    /// the media; waiting for either side to hang up.
+    Connected,
     /// Hanging up; waiting for the leg to go.
     Ending,
     Done,
@@ -348,6 +384,15 @@ pub struct Call {
     closed_media: bool,
     /// Outbound: the INVITE has been sent.
     invited: bool,
+    /// The `<Dial>` in progress (this call is the caller).
+    dial: Option<dial::DialState>,
+    /// Next id for a `<Dial>` leg; never reused within the call, so late news from the legs
+    /// of an earlier `<Dial>` cannot be mistaken for the current one's.
+    next_leg_id: u32,
+    /// The SIP leg is gone while a `<Dial>` still waits for its connected leg to end.
+    leg_gone: bool,
+    /// A `<Dial>` leg: it told its caller it is ready to be bridged.
+    leg_ready_sent: bool,
 }
 
 impl Call {
@@ -370,6 +415,10 @@ impl Call {
             outputs: VecDeque::new(),
             closed_media: false,
             invited: false,
+            dial: None,
+            next_leg_id: 0,
+            leg_gone: false,
+            leg_ready_sent: false,
         }
     }
 
@@ -445,7 +494,9 @@ impl Call {
         match input {
             Input::AppResult { request_id, result } => self.on_app_result(request_id, result),
             Input::MediaPrepared { request_id, result } => {
-                self.on_media_prepared(request_id, result)
+                if !self.on_ringback_prepared(request_id, &result) {
+                    self.on_media_prepared(request_id, result)
+                }
             }
             Input::SessionOpened { local_port } => {
                 self.session = SessionState::Open(local_port);
@@ -460,6 +511,7 @@ impl Call {
                     self.run();
                 }
             }
+            Input::SessionFailed if self.bridge_requested() => self.on_bridge_refused(),
             Input::SessionFailed => {
                 // No media for the call: refuse it now rather than after the app answers.
                 self.session = SessionState::Failed;
@@ -510,6 +562,14 @@ impl Call {
             Input::Progress { status } => self.on_progress(status),
             Input::Answered { sdp } => self.on_answered(sdp),
             Input::DialFailed { status } => self.on_dial_failed(status),
+            Input::DialLeg {
+                leg,
+                call_sid,
+                event,
+            } => self.on_dial_leg(leg, call_sid, event),
+            Input::DialRefused { code, message } => self.on_dial_refused(code, message),
+            Input::Bridged => self.on_bridged(),
+            Input::Unbridged => {}
         }
     }
 
@@ -554,6 +614,7 @@ impl Call {
     /// Abandons whatever the call is doing (a prompt, a gather, a fetch, a pause) so a new
     /// document can take over; late results of the old step are ignored by their ids.
     fn leave_current_verb(&mut self) {
+        self.abandon_dial();
         if matches!(self.step, Step::Playing { .. } | Step::Preparing { .. })
             || self.gather.is_some()
         {
@@ -725,8 +786,13 @@ impl Call {
     fn run(&mut self) {
         while self.step == Step::Idle {
             let Some(action) = self.verbs.pop_front() else {
-                // End of the document: Twilio hangs up.
-                self.hangup();
+                if self.is_dial_leg() && !self.leg_ready_sent {
+                    // The end of a `<Dial>` leg's whisper: it is connected to the caller.
+                    self.ready_to_bridge();
+                } else {
+                    // End of the document: Twilio hangs up.
+                    self.hangup();
+                }
                 return;
             };
             match action {
@@ -777,6 +843,7 @@ impl Call {
                     None => self.skip_bad_url("Redirect", &redirect.url),
                 }
             }
+            Verb::Dial(dial) => self.start_dial(dial),
             Verb::Hangup => self.hangup(),
             Verb::Reject(reject) => {
                 if self.answered {
@@ -969,6 +1036,9 @@ impl Call {
     }
 
     fn on_digit(&mut self, digit: char) {
+        if self.on_dial_digit(digit) {
+            return;
+        }
         let Some(gather) = &mut self.gather else {
             return;
         };
@@ -1028,6 +1098,7 @@ impl Call {
                     self.finish_gather();
                 }
             }
+            TimerKind::DialTimeout => self.on_dial_timeout(),
             TimerKind::TimeLimit => {}
         }
     }
@@ -1142,12 +1213,14 @@ impl Call {
         if self.step == Step::Done {
             return;
         }
-        if self.step == Step::Ending {
-            self.step = Step::Done;
-            self.outputs.push_back(Output::Finished);
+        if self.step != Step::Ending {
+            self.finish(status);
+        }
+        if self.dial.is_some() {
+            // The `<Dial>`'s outcome (its action request) waits for its connected leg's end.
+            self.leg_gone = true;
             return;
         }
-        self.finish(status);
         self.step = Step::Done;
         self.outputs.push_back(Output::Finished);
     }
@@ -1164,6 +1237,14 @@ impl Call {
         }
         self.set_status(status, false);
         self.status_event("completed", status.as_str());
+        // A `<Dial>` in progress: its legs are hung up, its outcome reported.
+        self.caller_gone_during_dial();
+        if self.is_dial_leg() {
+            self.outputs.push_back(Output::LegEvent(LegEvent::Ended {
+                status,
+                duration: 0,
+            }));
+        }
         self.step = Step::Ending;
     }
 
@@ -1268,6 +1349,10 @@ pub fn method_name(method: HttpMethod) -> &'static str {
 #[path = "call_outbound.rs"]
 mod outbound;
 pub use outbound::{OutboundSetup, RecordSetup};
+
+#[path = "call_dial.rs"]
+mod dial;
+pub use dial::{DialLegPlan, DialLegTarget, DialPlan, LegEvent};
 
 #[cfg(test)]
 #[path = "call_tests.rs"]

@@ -1,6 +1,8 @@
-//! The outbound part of the call core: placing a call we were asked to make (Create Call)
-//! through a trunk, following it through ringing to its answer or failure, then running
-//! the application exactly like an answered inbound call.
+//! The outbound part of the call core: placing a call we were asked to make (Create Call,
+//! or a leg of a `<Dial>`) through a trunk or to a SIP address, following it through
+//! ringing to its answer or failure, then running the application exactly like an answered
+//! inbound call (a `<Dial>` leg instead reports to the call that dialled it, see
+//! `call_dial.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use shmq::Command;
 use store::CallStatus;
 
-use super::{Call, Output, SipAction, Step, TimerKind};
+use super::{Call, LegEvent, Output, SipAction, Step, TimerKind};
 
 /// How to dial the far end of an outbound call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,10 @@ pub struct OutboundSetup {
     pub twiml: Option<String>,
     /// Twilio's `Record`: record the call from the answer on.
     pub record: Option<RecordSetup>,
+    /// The call is a leg of another call's `<Dial>`: it reports its progress to that call
+    /// and, once answered (digits sent, whisper — the voice URL — run), waits to be
+    /// bridged instead of running an application.
+    pub dial_leg: bool,
 }
 
 /// A recording to start when the call is answered (`Record=true`).
@@ -136,6 +142,9 @@ impl Call {
         if self.step == Step::Dialing && self.status != CallStatus::Ringing {
             self.set_status(CallStatus::Ringing, false);
             self.status_event("ringing", "ringing");
+            if self.is_dial_leg() {
+                self.outputs.push_back(Output::LegEvent(LegEvent::Ringing));
+            }
         }
     }
 
@@ -183,6 +192,9 @@ impl Call {
         self.config.media.negotiated = negotiated;
         self.start_recording_on_answer();
         self.status_event("answered", "in-progress");
+        if self.is_dial_leg() {
+            self.outputs.push_back(Output::LegEvent(LegEvent::Answered));
+        }
         let digits = self
             .outbound_setup()
             .and_then(|s| s.send_digits.clone())
@@ -208,8 +220,17 @@ impl Call {
         }
     }
 
-    /// Runs the call's instructions: inline `Twiml`, else the voice URL.
+    /// Runs the call's instructions: inline `Twiml`, else the voice URL. A `<Dial>` leg
+    /// runs its whisper (if any), then is ready to be bridged.
     pub(super) fn start_outbound_app(&mut self) {
+        if self.is_dial_leg() {
+            if self.config.voice_url.is_some() {
+                self.start_app();
+            } else {
+                self.ready_to_bridge();
+            }
+            return;
+        }
         let twiml = self.outbound_setup().and_then(|s| s.twiml.clone());
         match twiml {
             Some(xml) => {

@@ -750,6 +750,7 @@ fn outbound_config(send_digits: Option<&str>, twiml: Option<&str>, events: &[&st
         send_digits: send_digits.map(String::from),
         twiml: twiml.map(String::from),
         record: None,
+        dial_leg: false,
     }));
     cfg
 }
@@ -1060,4 +1061,625 @@ fn record_true_starts_the_recording_at_the_answer() {
         "the session is re-targeted before recording starts"
     );
     assert!(answered.contains(&Output::RecordingStarted(Box::new(setup))));
+}
+
+// ----- <Dial>: the caller's side ----------------------------------------------------------
+
+fn dial_plan_of(out: &[Output]) -> DialPlan {
+    out.iter()
+        .find_map(|o| match o {
+            Output::Dial(plan) => Some((**plan).clone()),
+            _ => None,
+        })
+        .expect("a Dial output")
+}
+
+fn leg_controls(out: &[Output]) -> Vec<(u32, CallUpdate)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::DialLegControl { leg, update } => Some((*leg, update.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn leg_event(call: &mut Call, leg: u32, event: LegEvent) -> Vec<Output> {
+    call.handle(Input::DialLeg {
+        leg,
+        call_sid: format!("CAleg{leg}"),
+        event,
+    });
+    drain(call)
+}
+
+fn ended(status: CallStatus, duration: u64) -> LegEvent {
+    LegEvent::Ended { status, duration }
+}
+
+/// A call running `<Dial>` (answered, legs placed); returns it with the outputs so far.
+fn dialing_from(body: &str) -> (Call, Vec<Output>) {
+    started_with(body, config(None, None))
+}
+
+/// Plays the ringback, then answers and readies `leg`, whose session is 9; returns the
+/// outputs of the Ready.
+fn connect(call: &mut Call, out: &[Output], leg: u32) -> Vec<Output> {
+    let _ = out;
+    let _ = leg_event(call, leg, LegEvent::Answered);
+    leg_event(
+        call,
+        leg,
+        LegEvent::Ready {
+            session: SessionId(9),
+        },
+    )
+}
+
+#[test]
+fn dial_answers_places_the_legs_rings_back_and_bridges_the_first_answer() {
+    let (mut call, out) = dialing_from(
+        r#"<Response><Dial action="/done" timeout="20"><Number>+1 (555) 123-4567</Number><Sip>sip:bob@127.0.0.1:5090</Sip></Dial><Say>never</Say></Response>"#,
+    );
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::InProgress,
+        answered: true
+    }));
+    let plan = dial_plan_of(&out);
+    assert_eq!(
+        plan.caller_id, "+15551230000",
+        "the caller's number by default"
+    );
+    assert!(!plan.check_caller_id);
+    assert_eq!(plan.ring_timeout, Duration::from_secs(20));
+    assert_eq!(plan.time_limit, Duration::from_secs(14400));
+    let targets: Vec<_> = plan.legs.iter().map(|l| l.target.clone()).collect();
+    assert_eq!(
+        targets,
+        [
+            DialLegTarget::Number("+15551234567".into()),
+            DialLegTarget::Sip {
+                uri: "sip:bob@127.0.0.1:5090".into(),
+                username: None,
+                password: None
+            }
+        ]
+    );
+    assert_eq!(plan.legs[0].status_callback_events, ["completed"]);
+    assert_ne!(plan.legs[0].leg, plan.legs[1].leg);
+    let (first, second) = (plan.legs[0].leg, plan.legs[1].leg);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::SetTimer { id, after }
+        if id.kind == TimerKind::DialTimeout && *after > Duration::from_secs(20))));
+    // Ringback: a tone played until stopped.
+    let (prep, source) = prepare_of(&out);
+    assert_eq!(source, MediaSource::Ringback { country: None });
+    call.handle(Input::MediaPrepared {
+        request_id: prep,
+        result: Ok(media_id()),
+    });
+    let out = drain(&mut call);
+    assert!(matches!(
+        out.as_slice(),
+        [Output::Media(Command::Play {
+            session: SessionId(7),
+            loops: 0,
+            ..
+        })]
+    ));
+    assert!(leg_event(&mut call, second, LegEvent::Ringing).is_empty());
+    // The first answer wins: the other leg is hung up (canceled while it rings).
+    let answered = leg_event(&mut call, first, LegEvent::Answered);
+    assert_eq!(leg_controls(&answered), [(second, CallUpdate::Complete)]);
+    let ready = leg_event(
+        &mut call,
+        first,
+        LegEvent::Ready {
+            session: SessionId(9),
+        },
+    );
+    assert_eq!(
+        ready,
+        [
+            Output::Media(Command::StopPlayback {
+                session: SessionId(7)
+            }),
+            Output::Media(Command::Bridge {
+                session: SessionId(7),
+                peer: SessionId(9)
+            })
+        ]
+    );
+    call.handle(Input::Bridged);
+    assert!(leg_event(&mut call, second, ended(CallStatus::Canceled, 0)).is_empty());
+    // The connected leg hangs up: the outcome goes to the action URL.
+    let over = leg_event(&mut call, first, ended(CallStatus::Completed, 42));
+    let (_, request) = fetch_of(&over);
+    assert_eq!(request.url, "http://app.test/done");
+    assert_eq!(param(&request, "DialCallStatus"), Some("completed"));
+    assert_eq!(param(&request, "DialCallSid"), Some("CAleg0"));
+    assert_eq!(param(&request, "DialCallDuration"), Some("42"));
+    assert_eq!(param(&request, "DialBridged"), Some("true"));
+    assert_eq!(param(&request, "CallStatus"), Some("in-progress"));
+    assert!(!over
+        .iter()
+        .any(|o| matches!(o, Output::PrepareMedia { .. })));
+}
+
+#[test]
+fn without_action_a_dial_that_fails_goes_on_with_the_next_verb() {
+    let (mut call, out) = dialing_from(
+        r#"<Response><Dial><Sip>sip:busy@127.0.0.1:5090</Sip></Dial><Say>after</Say></Response>"#,
+    );
+    let leg = dial_plan_of(&out).legs[0].leg;
+    let _ = leg_event(&mut call, leg, LegEvent::Ringing);
+    let out = leg_event(&mut call, leg, ended(CallStatus::Busy, 0));
+    assert!(!out.iter().any(|o| matches!(o, Output::Fetch { .. })));
+    let (_, source) = prepare_of(&out);
+    assert!(matches!(source, MediaSource::Say { text, .. } if text == "after"));
+}
+
+#[test]
+fn dial_outcomes_without_an_answer_follow_the_legs() {
+    for (statuses, expected) in [
+        (vec![CallStatus::Busy], "busy"),
+        (vec![CallStatus::NoAnswer], "no-answer"),
+        (vec![CallStatus::Failed], "failed"),
+        (vec![CallStatus::Failed, CallStatus::Busy], "busy"),
+        (vec![CallStatus::Failed, CallStatus::NoAnswer], "no-answer"),
+    ] {
+        let nouns: String = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!("<Sip>sip:leg{i}@127.0.0.1</Sip>"))
+            .collect();
+        let (mut call, out) = dialing_from(&format!(
+            r#"<Response><Dial action="/done">{nouns}</Dial></Response>"#
+        ));
+        let legs: Vec<u32> = dial_plan_of(&out).legs.iter().map(|l| l.leg).collect();
+        let mut last = Vec::new();
+        for (leg, status) in legs.iter().zip(&statuses) {
+            last = leg_event(&mut call, *leg, ended(*status, 0));
+        }
+        let (_, request) = fetch_of(&last);
+        assert_eq!(
+            param(&request, "DialCallStatus"),
+            Some(expected),
+            "{statuses:?}"
+        );
+        assert_eq!(param(&request, "DialBridged"), Some("false"));
+        assert_eq!(param(&request, "DialCallDuration"), None);
+        let last_leg = format!("CAleg{}", legs[legs.len() - 1]);
+        assert_eq!(param(&request, "DialCallSid"), Some(last_leg.as_str()));
+    }
+}
+
+#[test]
+fn nobody_answering_within_the_timeout_is_no_answer() {
+    let (mut call, out) = dialing_from(
+        r#"<Response><Dial timeout="3" action="/done"><Sip>sip:a@127.0.0.1</Sip><Sip>sip:b@127.0.0.1</Sip></Dial></Response>"#,
+    );
+    let plan = dial_plan_of(&out);
+    assert_eq!(plan.ring_timeout, Duration::from_secs(3));
+    let timer = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SetTimer { id, .. } if id.kind == TimerKind::DialTimeout => Some(*id),
+            _ => None,
+        })
+        .unwrap();
+    let _ = leg_event(&mut call, plan.legs[0].leg, LegEvent::Ringing);
+    call.handle(Input::Timer(timer));
+    let out = drain(&mut call);
+    assert_eq!(
+        leg_controls(&out),
+        [
+            (plan.legs[0].leg, CallUpdate::Complete),
+            (plan.legs[1].leg, CallUpdate::Complete)
+        ]
+    );
+    let (_, request) = fetch_of(&out);
+    assert_eq!(param(&request, "DialCallStatus"), Some("no-answer"));
+    // The legs' own ends come later and change nothing.
+    assert!(leg_event(&mut call, plan.legs[0].leg, ended(CallStatus::Canceled, 0)).is_empty());
+}
+
+#[test]
+fn the_caller_hanging_up_while_the_legs_ring_cancels_them_and_reports_canceled() {
+    let (mut call, out) = dialing_from(
+        r#"<Response><Dial action="/done"><Sip>sip:a@127.0.0.1</Sip></Dial></Response>"#,
+    );
+    let leg = dial_plan_of(&out).legs[0].leg;
+    let _ = leg_event(&mut call, leg, LegEvent::Ringing);
+    call.handle(Input::RemoteHangup);
+    let out = drain(&mut call);
+    assert_eq!(leg_controls(&out), [(leg, CallUpdate::Complete)]);
+    let (_, request) = fetch_of(&out);
+    assert_eq!(param(&request, "DialCallStatus"), Some("canceled"));
+    assert_eq!(param(&request, "CallStatus"), Some("completed"));
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::Completed,
+        answered: false
+    }));
+    assert_eq!(out.last(), Some(&Output::Finished));
+    assert!(call.is_finished());
+}
+
+#[test]
+fn the_caller_hanging_up_while_bridged_reports_once_the_leg_has_ended() {
+    let (mut call, out) = dialing_from(
+        r#"<Response><Dial action="/done"><Sip>sip:a@127.0.0.1</Sip></Dial></Response>"#,
+    );
+    let leg = dial_plan_of(&out).legs[0].leg;
+    let _ = connect(&mut call, &out, leg);
+    call.handle(Input::Bridged);
+    call.handle(Input::RemoteHangup);
+    let out = drain(&mut call);
+    assert_eq!(leg_controls(&out), [(leg, CallUpdate::Complete)]);
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Fetch { .. } | Output::Finished)));
+    call.handle(Input::LegTerminated);
+    assert!(drain(&mut call).is_empty(), "still waiting for the leg");
+    let out = leg_event(&mut call, leg, ended(CallStatus::Completed, 12));
+    let (_, request) = fetch_of(&out);
+    assert_eq!(param(&request, "DialCallStatus"), Some("completed"));
+    assert_eq!(param(&request, "DialCallDuration"), Some("12"));
+    assert_eq!(param(&request, "DialBridged"), Some("true"));
+    assert_eq!(out.last(), Some(&Output::Finished));
+    assert!(call.is_finished());
+}
+
+#[test]
+fn hangup_on_star_hangs_up_the_connected_leg_and_the_document_goes_on() {
+    let body = r#"<Response><Dial hangupOnStar="true"><Sip>sip:a@127.0.0.1</Sip></Dial><Say>back</Say></Response>"#;
+    let (mut call, out) = dialing_from(body);
+    let leg = dial_plan_of(&out).legs[0].leg;
+    // Before a leg is connected, * is nothing.
+    call.handle(Input::Dtmf { digit: '*' });
+    assert!(drain(&mut call).is_empty());
+    let _ = connect(&mut call, &out, leg);
+    call.handle(Input::Bridged);
+    call.handle(Input::Dtmf { digit: '1' });
+    assert!(drain(&mut call).is_empty());
+    call.handle(Input::Dtmf { digit: '*' });
+    assert_eq!(
+        leg_controls(&drain(&mut call)),
+        [(leg, CallUpdate::Complete)]
+    );
+    let out = leg_event(&mut call, leg, ended(CallStatus::Completed, 3));
+    let (_, source) = prepare_of(&out);
+    assert!(matches!(source, MediaSource::Say { text, .. } if text == "back"));
+
+    // Without hangupOnStar, * stays with the legs.
+    let (mut call, out) =
+        dialing_from(r#"<Response><Dial><Sip>sip:a@127.0.0.1</Sip></Dial></Response>"#);
+    let leg = dial_plan_of(&out).legs[0].leg;
+    let _ = connect(&mut call, &out, leg);
+    call.handle(Input::Bridged);
+    call.handle(Input::Dtmf { digit: '*' });
+    assert!(leg_controls(&drain(&mut call)).is_empty());
+}
+
+#[test]
+fn a_bridge_the_media_plane_refuses_fails_the_dial_but_not_the_call() {
+    let (mut call, out) = dialing_from(
+        r#"<Response><Dial action="/done"><Sip>sip:a@127.0.0.1</Sip></Dial></Response>"#,
+    );
+    let leg = dial_plan_of(&out).legs[0].leg;
+    let _ = connect(&mut call, &out, leg);
+    call.handle(Input::SessionFailed);
+    let out = drain(&mut call);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Notify(n) if n.code == 13227)));
+    assert_eq!(leg_controls(&out), [(leg, CallUpdate::Complete)]);
+    assert!(!out.iter().any(|o| matches!(o, Output::Sip(_))));
+    let out = leg_event(&mut call, leg, ended(CallStatus::Completed, 0));
+    let (_, request) = fetch_of(&out);
+    assert_eq!(param(&request, "DialCallStatus"), Some("failed"));
+    assert_eq!(param(&request, "DialBridged"), Some("false"));
+}
+
+#[test]
+fn a_caller_id_the_account_may_not_use_is_refused_with_13214() {
+    let (mut call, out) = dialing_from(
+        r#"<Response><Dial callerId="+15550009999" action="/done"><Number>+15551234567</Number></Dial></Response>"#,
+    );
+    let plan = dial_plan_of(&out);
+    assert_eq!(plan.caller_id, "+15550009999");
+    assert!(plan.check_caller_id, "the driver checks a chosen caller ID");
+    call.handle(Input::DialRefused {
+        code: 13214,
+        message: "Dial: Invalid callerId value".into(),
+    });
+    let out = drain(&mut call);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Notify(n) if n.code == 13214 && n.warning)));
+    let (_, request) = fetch_of(&out);
+    assert_eq!(param(&request, "DialCallStatus"), Some("failed"));
+
+    // The caller's own number and SIP users (to SIP endpoints) need no check.
+    for (caller_id, noun) in [
+        ("+15551230000", "<Number>+15551234567</Number>"),
+        ("alice", "<Sip>sip:bob@127.0.0.1</Sip>"),
+    ] {
+        let (_, out) = dialing_from(&format!(
+            r#"<Response><Dial callerId="{caller_id}">{noun}</Dial></Response>"#
+        ));
+        let plan = dial_plan_of(&out);
+        assert_eq!(plan.caller_id, caller_id);
+        assert!(!plan.check_caller_id, "{caller_id}");
+    }
+    // A phone number to a SIP endpoint is checked like any other.
+    let (_, out) = dialing_from(
+        r#"<Response><Dial callerId="+15550009999"><Sip>sip:bob@127.0.0.1</Sip></Dial></Response>"#,
+    );
+    assert!(dial_plan_of(&out).check_caller_id);
+}
+
+#[test]
+fn an_outbound_api_call_dials_with_its_to_as_caller_id() {
+    let (mut call, _) = dialing(outbound_config(
+        None,
+        Some(
+            r#"<Response><Dial timeLimit="60" timeout="700"><Number>+15557654321</Number></Dial></Response>"#,
+        ),
+        &[],
+    ));
+    call.handle(Input::Answered {
+        sdp: Some(FAR_END_ANSWER.as_bytes().to_vec()),
+    });
+    let plan = dial_plan_of(&drain(&mut call));
+    assert_eq!(plan.caller_id, "+15005550006");
+    assert_eq!(plan.time_limit, Duration::from_secs(60));
+    assert_eq!(plan.ring_timeout, Duration::from_secs(600), "at most 600 s");
+}
+
+#[test]
+fn answer_on_bridge_answers_the_caller_only_when_the_leg_is_connected() {
+    let mut call = Call::new(config(None, None));
+    call.start();
+    let (id, _) = fetch_of(&drain(&mut call));
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: twiml(
+            VOICE_URL,
+            r#"<Response><Dial answerOnBridge="true"><Sip>sip:a@127.0.0.1</Sip></Dial></Response>"#,
+        ),
+    });
+    assert!(
+        drain(&mut call).is_empty(),
+        "the Dial waits for the caller's session"
+    );
+    call.handle(Input::SessionOpened { local_port: 20000 });
+    let out = drain(&mut call);
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Sip(SipAction::Answer { .. }))));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::PrepareMedia { .. })),
+        "no ringback before the answer"
+    );
+    let leg = dial_plan_of(&out).legs[0].leg;
+    let out = connect(&mut call, &[], leg);
+    let answer = out
+        .iter()
+        .position(|o| matches!(o, Output::Sip(SipAction::Answer { .. })))
+        .expect("answered at the bridge");
+    let bridge = out
+        .iter()
+        .position(|o| matches!(o, Output::Media(Command::Bridge { .. })))
+        .expect("Bridge");
+    assert!(answer < bridge);
+}
+
+#[test]
+fn a_live_redirect_during_a_dial_hangs_up_the_legs_without_an_action_request() {
+    let (mut call, out) = dialing_from(
+        r#"<Response><Dial action="/done"><Sip>sip:a@127.0.0.1</Sip></Dial></Response>"#,
+    );
+    let leg = dial_plan_of(&out).legs[0].leg;
+    let _ = connect(&mut call, &out, leg);
+    call.handle(Input::Control(CallUpdate::Twiml(
+        "<Response><Say>new</Say></Response>".into(),
+    )));
+    let out = drain(&mut call);
+    assert_eq!(leg_controls(&out), [(leg, CallUpdate::Complete)]);
+    let (_, source) = prepare_of(&out);
+    assert!(matches!(source, MediaSource::Say { text, .. } if text == "new"));
+    assert!(leg_event(&mut call, leg, ended(CallStatus::Completed, 1)).is_empty());
+}
+
+#[test]
+fn legs_of_an_earlier_dial_cannot_touch_the_next_one() {
+    let (mut call, out) = dialing_from(
+        r#"<Response><Dial><Sip>sip:a@127.0.0.1</Sip></Dial><Dial action="/done"><Sip>sip:b@127.0.0.1</Sip></Dial></Response>"#,
+    );
+    let first = dial_plan_of(&out).legs[0].leg;
+    let out = leg_event(&mut call, first, ended(CallStatus::Busy, 0));
+    let second = dial_plan_of(&out).legs[0].leg;
+    assert_ne!(first, second);
+    assert!(leg_event(&mut call, first, LegEvent::Answered).is_empty());
+    assert!(leg_event(&mut call, first, ended(CallStatus::Busy, 0)).is_empty());
+}
+
+#[test]
+fn unsupported_nouns_are_skipped_with_a_warning() {
+    let (_, out) =
+        dialing_from(r#"<Response><Dial><Client>alice</Client></Dial><Say>next</Say></Response>"#);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Notify(n) if n.code == 13201 && n.warning)));
+    assert!(!out.iter().any(|o| matches!(o, Output::Dial(_))));
+    let (_, source) = prepare_of(&out);
+    assert!(matches!(source, MediaSource::Say { text, .. } if text == "next"));
+}
+
+#[test]
+fn number_callbacks_and_whisper_urls_resolve_against_the_document() {
+    let (_, out) = dialing_from(
+        r#"<Response><Dial><Number sendDigits="1w2" url="/whisper" method="GET" statusCallback="/leg-status" statusCallbackEvent="initiated answered">+15551234567</Number></Dial></Response>"#,
+    );
+    let leg = &dial_plan_of(&out).legs[0];
+    assert_eq!(leg.send_digits.as_deref(), Some("1w2"));
+    assert_eq!(leg.whisper_url.as_deref(), Some("http://app.test/whisper"));
+    assert_eq!(leg.whisper_method, HttpMethod::Get);
+    assert_eq!(
+        leg.status_callback.as_deref(),
+        Some("http://app.test/leg-status")
+    );
+    assert_eq!(leg.status_callback_events, ["initiated", "answered"]);
+    assert!(!out.iter().any(|o| matches!(o, Output::Notify(_))));
+    // Recording a Dial is not there yet: said, not silently dropped.
+    let (_, out) = dialing_from(
+        r#"<Response><Dial record="record-from-answer"><Sip>sip:a@127.0.0.1</Sip></Dial></Response>"#,
+    );
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Notify(n) if n.code == 13201 && n.warning)));
+    assert!(out.iter().any(|o| matches!(o, Output::Dial(_))));
+}
+
+// ----- <Dial>: the leg's side -------------------------------------------------------------
+
+fn dial_leg_config(send_digits: Option<&str>, whisper: Option<&str>) -> CallConfig {
+    let mut cfg = outbound_config(send_digits, None, &["completed"]);
+    cfg.params.direction = "outbound-dial".into();
+    cfg.params.parent_call_sid = Some("CAparent".into());
+    cfg.voice_url = whisper.map(String::from);
+    if let Some(outbound) = cfg.outbound.as_mut() {
+        outbound.dial_leg = true;
+    }
+    cfg
+}
+
+fn leg_events(out: &[Output]) -> Vec<LegEvent> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::LegEvent(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_dial_leg_reports_ringing_and_answer_then_waits_to_be_bridged() {
+    let (mut call, out) = dialing(dial_leg_config(None, None));
+    assert!(leg_events(&out).is_empty());
+    call.handle(Input::Progress { status: 180 });
+    call.handle(Input::Progress { status: 183 });
+    assert_eq!(leg_events(&drain(&mut call)), [LegEvent::Ringing]);
+    call.handle(Input::Answered {
+        sdp: Some(FAR_END_ANSWER.as_bytes().to_vec()),
+    });
+    let out = drain(&mut call);
+    assert_eq!(
+        leg_events(&out),
+        [
+            LegEvent::Answered,
+            LegEvent::Ready {
+                session: SessionId(7)
+            }
+        ]
+    );
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Fetch { .. } | Output::Sip(_))),
+        "no app runs on a leg: {out:?}"
+    );
+    // The far end hangs up: the leg ends and says so.
+    call.handle(Input::RemoteHangup);
+    let out = drain(&mut call);
+    assert_eq!(leg_events(&out), [ended(CallStatus::Completed, 0)]);
+    assert!(out.contains(&Output::Media(Command::CloseSession {
+        session: SessionId(7)
+    })));
+}
+
+#[test]
+fn a_dial_leg_sends_its_digits_and_runs_its_whisper_before_it_is_ready() {
+    let (mut call, _) = dialing(dial_leg_config(Some("12"), Some("http://app.test/whisper")));
+    call.handle(Input::Answered {
+        sdp: Some(FAR_END_ANSWER.as_bytes().to_vec()),
+    });
+    let out = drain(&mut call);
+    assert_eq!(leg_events(&out), [LegEvent::Answered]);
+    let play_id = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Media(Command::SendDigits { play_id, .. }) => Some(*play_id),
+            _ => None,
+        })
+        .expect("SendDigits");
+    call.handle(Input::PlayDone { play_id });
+    let out = drain(&mut call);
+    let (id, request) = fetch_of(&out);
+    assert_eq!(request.url, "http://app.test/whisper");
+    assert_eq!(param(&request, "Direction"), Some("outbound-dial"));
+    assert_eq!(param(&request, "ParentCallSid"), Some("CAparent"));
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: twiml(
+            "http://app.test/whisper",
+            r#"<Response><Pause length="1"/></Response>"#,
+        ),
+    });
+    let play = play_of(&drain(&mut call));
+    call.handle(Input::PlayDone { play_id: play });
+    assert_eq!(
+        leg_events(&drain(&mut call)),
+        [LegEvent::Ready {
+            session: SessionId(7)
+        }]
+    );
+}
+
+#[test]
+fn a_whisper_that_hangs_up_ends_the_leg_unbridged() {
+    let (mut call, _) = dialing(dial_leg_config(None, Some("http://app.test/whisper")));
+    call.handle(Input::Answered {
+        sdp: Some(FAR_END_ANSWER.as_bytes().to_vec()),
+    });
+    let (id, _) = fetch_of(&drain(&mut call));
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: twiml("http://app.test/whisper", "<Response><Hangup/></Response>"),
+    });
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Hangup)));
+    assert_eq!(leg_events(&out), [ended(CallStatus::Completed, 0)]);
+}
+
+#[test]
+fn the_caller_hangs_up_a_dial_leg_ringing_or_connected() {
+    let (mut call, _) = dialing(dial_leg_config(None, None));
+    call.handle(Input::Control(CallUpdate::Complete));
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Cancel)));
+    assert_eq!(leg_events(&out), [ended(CallStatus::Canceled, 0)]);
+
+    let (mut call, _) = dialing(dial_leg_config(None, None));
+    call.handle(Input::Answered {
+        sdp: Some(FAR_END_ANSWER.as_bytes().to_vec()),
+    });
+    let _ = drain(&mut call);
+    call.handle(Input::Control(CallUpdate::Complete));
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Hangup)));
+    assert_eq!(leg_events(&out), [ended(CallStatus::Completed, 0)]);
+}
+
+#[test]
+fn a_dial_leg_that_fails_reports_its_status() {
+    let (mut call, _) = dialing(dial_leg_config(None, None));
+    call.handle(Input::DialFailed { status: 486 });
+    assert_eq!(leg_events(&drain(&mut call)), [ended(CallStatus::Busy, 0)]);
+    let mut call = Call::new(dial_leg_config(None, None));
+    call.end_before_dialing(CallStatus::Failed);
+    assert_eq!(
+        leg_events(&drain(&mut call)),
+        [ended(CallStatus::Failed, 0)]
+    );
 }

@@ -1,9 +1,13 @@
 //! The async driver: turns SIP events into calls, runs each call's core in its own task,
 //! and carries out the core's outputs (HTTP, media preparation, media commands, SIP,
-//! timers, records). No call logic lives here: every decision is the core's.
+//! timers, records). A `<Dial>`'s legs become child calls with tasks of their own, linked
+//! to their parent's task by its input channel. No call logic lives here: every decision
+//! is the core's.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,11 +22,11 @@ use webhook::{WebhookClient, WebhookRequest};
 
 use crate::call::OutboundSetup;
 use crate::call::{
-    AppRequest, AppResult, Call, CallConfig, CallUpdate, Input, MediaSetup, MediaSource,
-    NotificationInfo, Output, SipAction,
+    AppRequest, AppResult, Call, CallConfig, CallUpdate, DialLegPlan, DialLegTarget, DialPlan,
+    Input, LegEvent, MediaSetup, MediaSource, NotificationInfo, Output, SipAction,
 };
 use crate::channels::{ChannelTicket, TrunkChannels};
-use crate::media_plane::{MediaPlane, MediaPlaneError};
+use crate::media_plane::{session_beside, MediaPlane, MediaPlaneError};
 use crate::params::CallParams;
 use crate::recordings::{RecordRequest, RecordingReporter};
 
@@ -193,7 +197,7 @@ impl CallRouter {
             return;
         }
         call.start();
-        self.drive(call, &record, Some(leg), tx, rx).await;
+        self.drive(call, &record, Some(leg), None, tx, rx).await;
     }
 
     /// Runs a call's core (started, or ended before dialling) until it finishes, carrying
@@ -203,6 +207,7 @@ impl CallRouter {
         mut call: Call,
         record: &CallRecord,
         leg: Option<LegId>,
+        dialled_by: Option<DialLink>,
         tx: UnboundedSender<Input>,
         mut rx: UnboundedReceiver<Input>,
     ) {
@@ -215,6 +220,9 @@ impl CallRouter {
             tx: &tx,
             call_sid: record.sid.clone(),
             account_sid: record.account_sid.clone(),
+            session,
+            dialled_by,
+            dial_legs: HashMap::new(),
             answered_at: None,
             finished: false,
             ended: false,
@@ -250,18 +258,23 @@ impl CallRouter {
     /// call as `queued` with its request (durable: a restart before it is dialled loses
     /// nothing), and dials it as soon as the media plane is up. Returns the stored record.
     pub async fn place_call(&self, request: OutboundRequest) -> Result<CallRecord, PlaceError> {
-        let store = &self.inner.store;
-        let from_owned = store
-            .number_by_dialled(&request.from)
+        if !self
+            .may_call_from(&request.account_sid, &request.from)
             .await?
-            .is_some_and(|n| n.account_sid == request.account_sid)
-            || store
-                .is_caller_id_of(&request.account_sid, &request.from)
-                .await?;
-        if !from_owned {
+        {
             return Err(PlaceError::FromNotOwned(request.from));
         }
         self.place_unchecked(request, Duration::ZERO).await
+    }
+
+    /// Whether `caller_id` is one of the account's numbers or validated caller IDs.
+    async fn may_call_from(&self, account_sid: &str, caller_id: &str) -> Result<bool, PlaceError> {
+        let store = &self.inner.store;
+        Ok(store
+            .number_by_dialled(caller_id)
+            .await?
+            .is_some_and(|n| n.account_sid == account_sid)
+            || store.is_caller_id_of(account_sid, caller_id).await?)
     }
 
     /// Places a call Switchboard makes on an account's behalf (the caller-ID validation
@@ -359,12 +372,12 @@ impl CallRouter {
     /// then dials it in its own task when it may be.
     fn dial_when_ready(&self, record: CallRecord, request: OutboundRequest, route: Route) {
         let ticket = self.join_channel(&route, &record.sid);
-        let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.inner.calls).insert(record.sid.clone(), tx.clone());
+        let inbox = Inbox::new();
+        lock(&self.inner.calls).insert(record.sid.clone(), inbox.tx.clone());
         let router = self.clone();
         tokio::spawn(async move {
             router
-                .dial_queued(record, request, route, ticket, tx, rx)
+                .dial_queued(record, request, route, ticket, None, inbox)
                 .await;
         });
     }
@@ -385,9 +398,10 @@ impl CallRouter {
         mut request: OutboundRequest,
         accepted_route: Route,
         ticket: Option<ChannelTicket>,
-        tx: UnboundedSender<Input>,
-        mut rx: UnboundedReceiver<Input>,
+        dialled_by: Option<DialLink>,
+        inbox: Inbox,
     ) {
+        let Inbox { tx, mut rx } = inbox;
         // Routing depends on To/From only, which no update changes.
         let routing = request.clone();
         let ready = {
@@ -412,14 +426,24 @@ impl CallRouter {
         let store = &self.inner.store;
         match ready {
             Some(Ok((route, ticket))) => {
-                let mut call = Call::new(self.outbound_config(&record, &request, route));
+                let config = self.outbound_config(&record, &request, route, dialled_by.as_ref());
+                let mut call = Call::new(config);
                 call.start();
-                self.drive(call, &record, None, tx, rx).await;
+                self.drive(call, &record, None, dialled_by, tx, rx).await;
                 // The call is over: its channel goes to the next call in line.
                 drop(ticket);
             }
             Some(Err(DialBlocked::NotQueued)) => {
                 lock(&self.inner.calls).remove(&record.sid);
+                if let Some(link) = dialled_by {
+                    link.report(
+                        &record.sid,
+                        LegEvent::Ended {
+                            status: CallStatus::Canceled,
+                            duration: 0,
+                        },
+                    );
+                }
             }
             Some(Err(DialBlocked::Unroutable(e))) => {
                 tracing::warn!(call = %record.sid, error = %e, "call cannot be dialled");
@@ -428,8 +452,8 @@ impl CallRouter {
                     &request,
                     accepted_route,
                     CallStatus::Failed,
-                    tx,
-                    rx,
+                    dialled_by,
+                    Inbox { tx, rx },
                 )
                 .await;
             }
@@ -440,8 +464,8 @@ impl CallRouter {
                     &request,
                     accepted_route,
                     CallStatus::Canceled,
-                    tx,
-                    rx,
+                    dialled_by,
+                    Inbox { tx, rx },
                 )
                 .await;
             }
@@ -524,12 +548,142 @@ impl CallRouter {
         request: &OutboundRequest,
         route: Route,
         status: CallStatus,
-        tx: UnboundedSender<Input>,
-        rx: UnboundedReceiver<Input>,
+        dialled_by: Option<DialLink>,
+        inbox: Inbox,
     ) {
-        let mut call = Call::new(self.outbound_config(record, request, route));
+        let config = self.outbound_config(record, request, route, dialled_by.as_ref());
+        let mut call = Call::new(config);
         call.end_before_dialing(status);
-        self.drive(call, record, None, tx, rx).await;
+        self.drive(call, record, None, dialled_by, inbox.tx, inbox.rx)
+            .await;
+    }
+
+    // ----- <Dial> legs --------------------------------------------------------------------
+
+    /// Places the legs of a `<Dial>` of the call `parent`: each becomes a child call
+    /// (`outbound-dial`, `ParentCallSid`) stored as `queued`, dialled like Create Call
+    /// (trunk line, media plane) in its own task, reporting to `parent.tx`. Returns each
+    /// placed leg's input sender (for the parent's hang-ups); a leg that cannot even be
+    /// stored is reported ended (`failed`) at once.
+    async fn place_dial_legs(
+        &self,
+        parent: &ParentCall,
+        mut plan: DialPlan,
+    ) -> Vec<(u32, UnboundedSender<Input>)> {
+        if plan.check_caller_id {
+            let allowed = match self
+                .may_call_from(&parent.account_sid, &plan.caller_id)
+                .await
+            {
+                Ok(allowed) => allowed,
+                Err(e) => {
+                    tracing::error!(error = %e, "caller ID lookup failed");
+                    false
+                }
+            };
+            if !allowed {
+                let _ = parent.tx.send(Input::DialRefused {
+                    code: 13214,
+                    message: format!(
+                        "Dial: Invalid callerId value {:?}: it is neither one of the \
+                         account's numbers nor a validated caller ID",
+                        plan.caller_id
+                    ),
+                });
+                return Vec::new();
+            }
+        }
+        let mut placed = Vec::new();
+        let legs = std::mem::take(&mut plan.legs);
+        for leg in legs {
+            let id = leg.leg;
+            match self.place_dial_leg(parent, &plan, leg).await {
+                Ok(tx) => placed.push((id, tx)),
+                Err(e) => {
+                    tracing::error!(call = %parent.call_sid, error = %e, "cannot place a Dial leg");
+                    let _ = parent.tx.send(Input::DialLeg {
+                        leg: id,
+                        call_sid: String::new(),
+                        event: LegEvent::Ended {
+                            status: CallStatus::Failed,
+                            duration: 0,
+                        },
+                    });
+                }
+            }
+        }
+        placed
+    }
+
+    async fn place_dial_leg(
+        &self,
+        parent: &ParentCall,
+        plan: &DialPlan,
+        leg: DialLegPlan,
+    ) -> Result<UnboundedSender<Input>, PlaceError> {
+        let (to, credentials) = match leg.target {
+            DialLegTarget::Number(number) => (number, None),
+            DialLegTarget::Sip {
+                uri,
+                username,
+                password,
+            } => (
+                uri,
+                username.map(|username| sip::endpoint::DigestCredentials {
+                    username,
+                    password: password.unwrap_or_default(),
+                }),
+            ),
+        };
+        let request = OutboundRequest {
+            account_sid: parent.account_sid.clone(),
+            to,
+            from: plan.caller_id.clone(),
+            url: leg.whisper_url,
+            method: leg.whisper_method,
+            twiml: None,
+            fallback_url: None,
+            fallback_method: HttpMethod::Post,
+            status_callback: leg.status_callback,
+            status_callback_method: leg.status_callback_method,
+            status_callback_events: leg.status_callback_events,
+            timeout: plan.ring_timeout,
+            send_digits: leg.send_digits,
+            time_limit: plan.time_limit,
+            record: None,
+        };
+        let now = now_ms();
+        let record = CallRecord {
+            sid: new_sid("CA"),
+            account_sid: parent.account_sid.clone(),
+            parent_call_sid: Some(parent.call_sid.clone()),
+            from: request.from.clone(),
+            to: request.to.clone(),
+            from_formatted: request.from.clone(),
+            to_formatted: request.to.clone(),
+            direction: "outbound-dial".into(),
+            status: CallStatus::Queued,
+            caller_name: None,
+            forwarded_from: None,
+            date_created: now,
+            date_updated: now,
+            start_time: None,
+            end_time: None,
+            duration: None,
+        };
+        self.inner.store.insert_call(&record).await?;
+        let link = DialLink {
+            parent_call_sid: parent.call_sid.clone(),
+            parent: parent.tx.clone(),
+            leg: leg.leg,
+            parent_session: parent.session,
+            credentials,
+        };
+        let inbox = Inbox::new();
+        let tx = inbox.tx.clone();
+        lock(&self.inner.calls).insert(record.sid.clone(), tx.clone());
+        tokio::spawn(self.dial_leg_task(record, request, link, inbox));
+        Ok(tx)
     }
 
     /// Where and how to dial `request.to`.
@@ -573,24 +727,71 @@ impl CallRouter {
         })
     }
 
+    /// Routes and dials a `<Dial>` leg, then runs it to its end. A boxed future: the leg's
+    /// call may itself `<Dial>` (from its whisper), and the type must not contain itself.
+    fn dial_leg_task(
+        &self,
+        record: CallRecord,
+        request: OutboundRequest,
+        link: DialLink,
+        inbox: Inbox,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let router = self.clone();
+        Box::pin(async move {
+            match router.route(&request).await {
+                Ok(route) => {
+                    let ticket = router.join_channel(&route, &record.sid);
+                    router
+                        .dial_queued(record, request, route, ticket, Some(link), inbox)
+                        .await;
+                }
+                Err(e) => {
+                    tracing::warn!(call = %record.sid, error = %e, "Dial leg cannot be dialled");
+                    let route = Route::unroutable(&request);
+                    router
+                        .end_undialled(
+                            &record,
+                            &request,
+                            route,
+                            CallStatus::Failed,
+                            Some(link),
+                            inbox,
+                        )
+                        .await;
+                }
+            }
+        })
+    }
+
     fn outbound_config(
         &self,
         record: &CallRecord,
         request: &OutboundRequest,
         route: Route,
+        dialled_by: Option<&DialLink>,
     ) -> CallConfig {
         let media_ip = self.inner.config.media_ip;
         let local = self.inner.sip.local_addr();
+        let random = rand::rng().random::<u64>();
+        let session = match dialled_by {
+            // A bridge's legs must share a media worker.
+            Some(link) => session_beside(
+                link.parent_session,
+                self.inner.media.segment().workers(),
+                random,
+            ),
+            None => shmq::SessionId(random >> 1),
+        };
         CallConfig {
             params: CallParams {
                 call_sid: record.sid.clone(),
                 account_sid: record.account_sid.clone(),
                 from: request.from.clone(),
                 to: request.to.clone(),
-                direction: "outbound-api".into(),
+                direction: record.direction.clone(),
                 caller_name: None,
                 forwarded_from: None,
-                parent_call_sid: None,
+                parent_call_sid: dialled_by.map(|link| link.parent_call_sid.clone()),
             },
             voice_url: request.url.clone(),
             voice_method: request.method,
@@ -600,7 +801,7 @@ impl CallRouter {
             status_callback_method: request.status_callback_method,
             status_callback_events: request.status_callback_events.clone(),
             media: MediaSetup {
-                session: shmq::SessionId(rand::rng().random::<u64>() >> 1),
+                session,
                 // Our offer's defaults until the answer says otherwise; the placeholder
                 // remote (discard port) never gets RTP: nothing is sent before the answer.
                 negotiated: sdp::Negotiated {
@@ -617,7 +818,9 @@ impl CallRouter {
                 request_uri: route.request_uri,
                 destination: route.destination,
                 from_uri: format!("sip:{}@{local}", route.caller_id),
-                credentials: route.credentials,
+                credentials: dialled_by
+                    .and_then(|link| link.credentials.clone())
+                    .or(route.credentials),
                 ring_timeout: request.timeout,
                 send_digits: request.send_digits.clone(),
                 twiml: request.twiml.clone(),
@@ -628,6 +831,7 @@ impl CallRouter {
                     status_callback_method: r.status_callback_method,
                     status_callback_events: r.status_callback_events.clone(),
                 }),
+                dial_leg: dialled_by.is_some(),
             })),
             time_limit: request.time_limit,
         }
@@ -753,6 +957,64 @@ struct Route {
     trunk: Option<RouteTrunk>,
 }
 
+/// A call's input channel: the sender others reach it by (kept in the router's maps) and
+/// the receiving end its task reads.
+struct Inbox {
+    tx: UnboundedSender<Input>,
+    rx: UnboundedReceiver<Input>,
+}
+
+impl Inbox {
+    fn new() -> Inbox {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Inbox { tx, rx }
+    }
+}
+
+impl Route {
+    /// Stands in for the route of a call that will never be dialled (it ends at once).
+    fn unroutable(request: &OutboundRequest) -> Route {
+        Route {
+            request_uri: request.to.clone(),
+            destination: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            credentials: None,
+            caller_id: request.from.clone(),
+            trunk: None,
+        }
+    }
+}
+
+/// How a `<Dial>` leg reaches the call that dialled it.
+#[derive(Clone)]
+struct DialLink {
+    parent_call_sid: String,
+    parent: UnboundedSender<Input>,
+    /// The leg's id in the parent's `<Dial>`.
+    leg: u32,
+    /// The parent's media session (the leg's must be on the same worker).
+    parent_session: shmq::SessionId,
+    /// `<Sip username password>`.
+    credentials: Option<sip::endpoint::DigestCredentials>,
+}
+
+impl DialLink {
+    fn report(&self, call_sid: &str, event: LegEvent) {
+        let _ = self.parent.send(Input::DialLeg {
+            leg: self.leg,
+            call_sid: call_sid.to_string(),
+            event,
+        });
+    }
+}
+
+/// The call whose `<Dial>` places legs.
+struct ParentCall {
+    call_sid: String,
+    account_sid: String,
+    session: shmq::SessionId,
+    tx: UnboundedSender<Input>,
+}
+
 /// The trunk a call is routed through, as its channel pool knows it.
 struct RouteTrunk {
     sid: String,
@@ -876,6 +1138,11 @@ struct CallRun<'a> {
     tx: &'a UnboundedSender<Input>,
     call_sid: String,
     account_sid: String,
+    session: shmq::SessionId,
+    /// Set when this call is a leg of another call's `<Dial>`.
+    dialled_by: Option<DialLink>,
+    /// The legs this call's `<Dial>`s placed, by leg id.
+    dial_legs: HashMap<u32, UnboundedSender<Input>>,
     answered_at: Option<Instant>,
     /// The core said Finished.
     finished: bool,
@@ -934,6 +1201,9 @@ impl CallRun<'_> {
                         MediaSource::Url(url) => cache.play_url(url).await,
                         MediaSource::Bytes { body, content_type } => {
                             cache.from_bytes(body, Some(content_type)).await
+                        }
+                        MediaSource::Ringback { country } => {
+                            cache.ringback(country.as_deref()).await
                         }
                     };
                     let result = prepared
@@ -1021,6 +1291,29 @@ impl CallRun<'_> {
                     .recordings
                     .started(&self.account_sid, &self.call_sid, &setup)
                     .await;
+            }
+            Output::Dial(plan) => {
+                let parent = ParentCall {
+                    call_sid: self.call_sid.clone(),
+                    account_sid: self.account_sid.clone(),
+                    session: self.session,
+                    tx: self.tx.clone(),
+                };
+                let placed = self.router.place_dial_legs(&parent, *plan).await;
+                self.dial_legs.extend(placed);
+            }
+            Output::DialLegControl { leg, update } => {
+                if let Some(leg) = self.dial_legs.get(&leg) {
+                    let _ = leg.send(Input::Control(update));
+                }
+            }
+            Output::LegEvent(mut event) => {
+                if let Some(link) = &self.dialled_by {
+                    if let LegEvent::Ended { duration, .. } = &mut event {
+                        *duration = self.answered_at.map(|t| t.elapsed().as_secs()).unwrap_or(0);
+                    }
+                    link.report(&self.call_sid, event);
+                }
             }
             Output::Finished => self.finished = true,
         }

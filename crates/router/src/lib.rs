@@ -2,7 +2,8 @@
 //!
 //! A call's path runs one way: SIP leg → router → webhook → TwiML → router → media command.
 //! [`call::Call`] is the sans-IO core (inputs → outputs, no I/O); [`driver`] owns the tasks
-//! that feed it from SIP, the media plane, HTTP and timers, and carries out its outputs;
+//! that feed it from SIP, the media plane, HTTP and timers, and carries out its outputs
+//! (a `<Dial>` leg is a call of its own, reporting to the call that dialled it);
 //! [`media_plane`] is the control side of the shmq rings; [`channel_pool`] accounts for
 //! trunk capacity (outbound calls beyond a trunk's `max_channels` wait, in order) and
 //! [`channels`] wakes the calls it lets through.

@@ -213,10 +213,9 @@ impl MediaPlane {
             Event::Dtmf { digit, .. } => Input::Dtmf {
                 digit: char::from(digit),
             },
-            Event::SessionClosed { .. }
-            | Event::SessionUpdated { .. }
-            | Event::Bridged { .. }
-            | Event::Unbridged { .. } => return,
+            Event::Bridged { .. } => Input::Bridged,
+            Event::Unbridged { .. } => Input::Unbridged,
+            Event::SessionClosed { .. } | Event::SessionUpdated { .. } => return,
             Event::RtpTimeout { idle_ms, .. } => {
                 tracing::warn!(session = session.0, idle_ms, "no RTP received");
                 return;
@@ -243,5 +242,44 @@ pub fn worker_of(session: SessionId, workers: usize) -> usize {
         0
     } else {
         (session.0 % workers as u64) as usize
+    }
+}
+
+/// A session id owned by the same worker as `peer` (the two legs of a bridge must be):
+/// `random` halved (session ids stay below 2^63), then moved to the nearest such id.
+pub fn session_beside(peer: SessionId, workers: usize, random: u64) -> SessionId {
+    let workers = workers.max(1) as u64;
+    let random = random >> 1;
+    let base = random - random % workers;
+    let mut id = base + peer.0 % workers;
+    if id >= 1 << 63 {
+        id -= workers;
+    }
+    SessionId(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_beside_a_peer_lands_on_its_worker() {
+        for workers in [1usize, 2, 3, 4, 7] {
+            for peer in [0u64, 1, 5, 12345, (1 << 63) - 1] {
+                for random in [0u64, 1, 99, u64::MAX, u64::MAX - 3] {
+                    let id = session_beside(SessionId(peer), workers, random);
+                    assert_eq!(
+                        worker_of(id, workers),
+                        worker_of(SessionId(peer), workers),
+                        "{workers} {peer} {random}"
+                    );
+                    assert!(id.0 < 1 << 63);
+                }
+            }
+        }
+        assert_ne!(
+            session_beside(SessionId(4), 2, 1000),
+            session_beside(SessionId(4), 2, 2000)
+        );
     }
 }

@@ -34,9 +34,10 @@ def place_call(sb: Switchboard, workdir: Path, number: str, *,
                scenario: str = "uac_wait_bye.xml", capture_audio: bool = False,
                during: Callable[[SippCall], None] | None = None,
                keys: dict[str, str] | None = None, sets: dict[str, str] | None = None,
-               timeout_s: int = 45) -> CallOutcome:
+               extra: list[str] | None = None, timeout_s: int = 45) -> CallOutcome:
     """Call `number` on Switchboard with a SIPp scenario from tests/peers/ and
-    wait for SIPp to finish. `during(call)` runs while SIPp is up."""
+    wait for SIPp to finish (SIPp runs in `workdir`/sipp). `during(call)` runs while
+    SIPp is up; `extra` are more SIPp arguments (e.g. `-d` for `<pause/>`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     media_port = ports.free_media_port()
     capture = RtpCapture(workdir, media_port).start() if capture_audio else None
@@ -44,7 +45,7 @@ def place_call(sb: Switchboard, workdir: Path, number: str, *,
         started = time.monotonic()
         call = SippCall(scenario, workdir / "sipp", target=sb.sip_target,
                         service=number.lstrip("+"), media_port=media_port,
-                        keys=keys, sets=sets, timeout_s=timeout_s)
+                        keys=keys, sets=sets, extra=extra, timeout_s=timeout_s)
         try:
             if during is not None:
                 during(call)

@@ -37,6 +37,70 @@ ULAW = [_ulaw_to_linear(b) for b in range(256)]
 ALAW = [_alaw_to_linear(b) for b in range(256)]
 
 
+def linear_to_ulaw(sample: int) -> int:
+    """ITU-T G.711 mu-law encoding of a 16-bit sample (on its 14 most significant bits)."""
+    value = sample >> 2
+    if value < 0:
+        mask, value = 0x7F, -value
+    else:
+        mask = 0xFF
+    value = min(value, 8159) + 0x21
+    segment = max(value.bit_length() - 6, 0)
+    if segment >= 8:
+        return 0x7F ^ mask
+    return ((segment << 4) | ((value >> (segment + 1)) & 0x0F)) ^ mask
+
+
+def linear_to_alaw(sample: int) -> int:
+    """ITU-T G.711 A-law encoding of a 16-bit sample (on its 13 most significant bits)."""
+    value = sample >> 3
+    if value >= 0:
+        mask = 0xD5
+    else:
+        mask = 0x55
+        value = -value - 1
+    value = min(value, 0xFFF)
+    if value < 32:
+        code = value >> 1
+    else:
+        exponent = value.bit_length() - 5
+        code = (exponent << 4) | ((value >> exponent) & 0x0F)
+    return code ^ mask
+
+
+def ulaw_to_alaw(data: bytes) -> bytes:
+    """mu-law -> A-law through 16-bit linear, as a transcoding gateway does."""
+    return bytes(linear_to_alaw(ULAW[b]) for b in data)
+
+
+def alaw_to_ulaw(data: bytes) -> bytes:
+    """A-law -> mu-law through 16-bit linear."""
+    return bytes(linear_to_ulaw(ALAW[b]) for b in data)
+
+
+def tone_power(samples: list[int], freq: float, rate: int = 8000) -> float:
+    """Power of `samples` at `freq` (Goertzel), normalised by length."""
+    coeff = 2.0 * math.cos(2.0 * math.pi * freq / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + coeff * s1 - s2, s1
+    return (s1 * s1 + s2 * s2 - coeff * s1 * s2) / max(len(samples), 1) ** 2
+
+
+def write_speech_g711(path: Path, text: str, law: str, frame: int = 160) -> bytes:
+    """Speech (espeak-ng, then sox to 8 kHz raw G.711: law "ulaw" or "alaw") padded with
+    silence to whole 20 ms frames, written to `path`; returns the bytes."""
+    speech = subprocess.run(["espeak-ng", "-v", "en-us", "--stdout", text],
+                            check=True, capture_output=True, timeout=30).stdout
+    kind = {"ulaw": "ul", "alaw": "al"}[law]
+    raw = subprocess.run(["sox", "-t", "wav", "-", "-r", "8000", "-c", "1", "-t", kind, "-"],
+                         input=speech, check=True, capture_output=True, timeout=30).stdout
+    silence = b"\xff" if law == "ulaw" else b"\xd5"
+    raw += silence * (-len(raw) % frame)
+    path.write_bytes(raw)
+    return raw
+
+
 def decode_g711(payload: bytes, payload_type: int) -> list[int]:
     table = ULAW if payload_type == 0 else ALAW
     return [table[b] for b in payload]
