@@ -149,6 +149,10 @@ pub enum Input {
     LegTerminated,
     /// The media process died: the call cannot continue.
     MediaLost,
+    /// No RTP arrived from the caller's side for the media plane's RTP timeout.
+    RtpTimeout {
+        idle_ms: u32,
+    },
     /// Live call control (the REST API's call update).
     Control(CallUpdate),
     /// Outbound leg: a provisional response (180/183).
@@ -558,6 +562,14 @@ impl Call {
                 self.session = SessionState::Failed;
                 self.end(CallStatus::Failed, Some(503));
             }
+            // A dead peer (crashed phone, lost network): an answered call is hung up as
+            // completed; a call still ringing has no RTP to expect yet.
+            Input::RtpTimeout { .. }
+                if self.answered && !matches!(self.step, Step::Ending | Step::Done) =>
+            {
+                self.end(CallStatus::Completed, None);
+            }
+            Input::RtpTimeout { .. } => {}
             Input::Control(update) => self.on_update(update),
             Input::Progress { status } => self.on_progress(status),
             Input::Answered { sdp } => self.on_answered(sdp),

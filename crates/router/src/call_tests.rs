@@ -1683,3 +1683,40 @@ fn a_dial_leg_that_fails_reports_its_status() {
         [ended(CallStatus::Failed, 0)]
     );
 }
+
+#[test]
+fn rtp_timeout_hangs_up_an_answered_call_as_completed_and_is_ignored_before_answer() {
+    // Before answer (a Pause delays answering): nothing happens.
+    let (mut ringing, _) = started_with(
+        "<Response><Pause length=\"30\"/></Response>",
+        config(None, None),
+    );
+    ringing.handle(Input::RtpTimeout { idle_ms: 60_000 });
+    assert!(
+        drain(&mut ringing).is_empty(),
+        "no RTP is expected before the answer"
+    );
+
+    // Answered (a Say answers): the call ends, the caller gets a BYE, status completed.
+    let (mut call, out) = started_with(
+        "<Response><Say>Hello</Say><Pause length=\"30\"/></Response>",
+        config(None, None),
+    );
+    assert!(out.contains(&Output::Status {
+        status: CallStatus::InProgress,
+        answered: true
+    }));
+    call.handle(Input::RtpTimeout { idle_ms: 60_000 });
+    let out = drain(&mut call);
+    assert!(out.contains(&Output::Sip(SipAction::Hangup)), "{out:?}");
+    assert!(out.contains(&Output::Media(Command::CloseSession {
+        session: SessionId(7)
+    })));
+    assert!(
+        out.contains(&Output::Status {
+            status: CallStatus::Completed,
+            answered: false
+        }),
+        "{out:?}"
+    );
+}

@@ -217,8 +217,8 @@ impl MediaPlane {
             Event::Unbridged { .. } => Input::Unbridged,
             Event::SessionClosed { .. } | Event::SessionUpdated { .. } => return,
             Event::RtpTimeout { idle_ms, .. } => {
-                tracing::warn!(session = session.0, idle_ms, "no RTP received");
-                return;
+                tracing::warn!(session = session.0, idle_ms, "no RTP received: RTP timeout");
+                Input::RtpTimeout { idle_ms }
             }
             Event::RecordingDone { .. } => {
                 match lock(&self.inner.recordings).as_ref() {
