@@ -1,8 +1,10 @@
 //! The local admin API for operators (a separate listener from the Twilio API, with
-//! operator credentials): SIP trunks today; accounts, numbers and limits later.
+//! operator credentials): SIP trunks today; accounts, numbers and limits later; and the
+//! Prometheus scrape endpoint.
 //!
 //! `GET /admin/v1/trunks`, `GET|PUT|DELETE /admin/v1/trunks/{name}`; JSON in and out;
-//! passwords are write-only.
+//! passwords are write-only. `GET /metrics`: the text exposition format 0.0.4 (see
+//! [`crate::metrics`]), behind the same credentials (Prometheus scrapes with `basic_auth`).
 
 use axum::extract::{Path, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -25,6 +27,8 @@ pub struct AdminState {
     /// Told after a trunk is stored (its SID and `max_channels`) or removed (`None`)
     /// through this API, so live state (the call router's channel pool) follows at once.
     pub on_trunk_change: Option<TrunkChangeHook>,
+    /// What `GET /metrics` exposes; without it the route is not served (404).
+    pub metrics: Option<crate::metrics::MetricsSources>,
 }
 
 /// See [`AdminState::on_trunk_change`].
@@ -66,6 +70,7 @@ pub fn admin_router(state: AdminState) -> Router {
             "/admin/v1/trunks/{name}",
             get(fetch_trunk).put(put_trunk).delete(delete_trunk),
         )
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             operator,
@@ -97,6 +102,24 @@ async fn operator(
         ));
     }
     Ok(next.run(request).await)
+}
+
+async fn metrics(State(state): State<AdminState>) -> Result<Response, AdminError> {
+    let Some(sources) = &state.metrics else {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "metrics are not served here".into(),
+        ));
+    };
+    let snapshot = sources.snapshot(&state.store).await;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::exposition::CONTENT_TYPE,
+        )],
+        crate::metrics::render(&snapshot),
+    )
+        .into_response())
 }
 
 /// A trunk as the admin API shows it (no password).
@@ -292,6 +315,7 @@ mod tests {
             username: "op".into(),
             password: "pw".into(),
             on_trunk_change: None,
+            metrics: None,
         }
     }
 
@@ -347,6 +371,133 @@ mod tests {
             *seen.lock().unwrap(),
             [(sid.clone(), Some(4)), (sid.clone(), Some(1)), (sid, None)]
         );
+    }
+
+    /// `GET /metrics` as (status, content type, body).
+    async fn scrape(
+        state: &AdminState,
+        auth: Option<(&str, &str)>,
+    ) -> (StatusCode, String, String) {
+        let mut request = axum::http::Request::builder().uri("/metrics");
+        if let Some((u, p)) = auth {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            request = request.header("Authorization", format!("Basic {token}"));
+        }
+        let response = admin_router(state.clone())
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8(bytes.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn metrics_are_scraped_with_operator_credentials_from_every_source() {
+        let path = std::env::temp_dir().join(format!(
+            "switchboard-admin-metrics-{}.shm",
+            std::process::id()
+        ));
+        let segment = shmq::Segment::create(&path, 2, 8).unwrap();
+        let counters = crate::metrics::Metrics::new();
+        let mut s = state().await;
+        s.store = s.store.clone().observe_calls(counters.clone());
+        let webhook = webhook::WebhookClient::new(webhook::WebhookConfig::default()).unwrap();
+        s.metrics = Some(crate::metrics::MetricsSources {
+            counters,
+            segment: segment.clone(),
+            media_attached: std::sync::Arc::new(|| true),
+            webhooks: webhook.stats(),
+        });
+        let stats = segment.worker_stats(1);
+        stats
+            .packets_out
+            .store(42, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .sessions_active
+            .store(3, std::sync::atomic::Ordering::Relaxed);
+        let mut commands = segment.command_producer(0).unwrap();
+        commands.push(&shmq::Record::zeroed()).unwrap();
+        let mut record = store::CallRecord {
+            sid: "CA1".into(),
+            account_sid: "AC1".into(),
+            parent_call_sid: None,
+            from: "+15551230000".into(),
+            to: "+15005550006".into(),
+            from_formatted: String::new(),
+            to_formatted: String::new(),
+            direction: "inbound".into(),
+            status: store::CallStatus::Ringing,
+            caller_name: None,
+            forwarded_from: None,
+            date_created: 1,
+            date_updated: 1,
+            start_time: None,
+            end_time: None,
+            duration: None,
+        };
+        s.store.insert_call(&record).await.unwrap();
+        record.sid = "CA2".into();
+        s.store.insert_call(&record).await.unwrap();
+        s.store
+            .update_call_status("CA2", store::CallStatus::Busy, 2, false)
+            .await
+            .unwrap();
+
+        let (status, _, _) = scrape(&s, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = scrape(&s, Some(("op", "wrong"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, content_type, text) = scrape(&s, Some(("op", "pw"))).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        let parsed = crate::exposition::tests::parse(&text);
+        assert_eq!(parsed.value("switchboard_media_attached", &[]), 1.0);
+        assert_eq!(parsed.value("switchboard_media_workers", &[]), 2.0);
+        let w1 = [("worker", "1")];
+        assert_eq!(
+            parsed.value("switchboard_media_packets_sent_total", &w1),
+            42.0
+        );
+        assert_eq!(parsed.value("switchboard_media_sessions", &w1), 3.0);
+        let depth = |worker, ring| {
+            parsed.value(
+                "switchboard_media_ring_depth",
+                &[("worker", worker), ("ring", ring)],
+            )
+        };
+        assert_eq!(depth("0", "commands"), 1.0);
+        assert_eq!(depth("0", "events"), 0.0);
+        assert_eq!(depth("1", "commands"), 0.0);
+        let active = [("direction", "inbound"), ("status", "ringing")];
+        assert_eq!(parsed.value("switchboard_calls_active", &active), 1.0);
+        let inbound = [("direction", "inbound")];
+        assert_eq!(
+            parsed.value("switchboard_calls_started_total", &inbound),
+            2.0
+        );
+        let busy = [("status", "busy")];
+        assert_eq!(parsed.value("switchboard_calls_ended_total", &busy), 1.0);
+        assert_eq!(parsed.value("switchboard_webhook_requests_total", &[]), 0.0);
+
+        let _ = std::fs::remove_file(&path);
+        s.metrics = None;
+        let (status, _, _) = scrape(&s, Some(("op", "pw"))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

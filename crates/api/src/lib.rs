@@ -1,4 +1,5 @@
-//! Twilio's 2010-04-01 REST API (and, later, the local admin API), served with axum.
+//! Twilio's 2010-04-01 REST API and the local admin API (with Prometheus `/metrics`),
+//! served with axum.
 //!
 //! Every route under `/2010-04-01/Accounts` is authenticated with HTTP Basic
 //! `AccountSid:AuthToken` or `KeySid:KeySecret` (see [`auth`]); an account reaches its own
@@ -13,9 +14,11 @@ mod auth;
 mod caller_ids;
 mod calls;
 mod error;
+mod exposition;
 mod format;
 mod json;
 mod keys;
+pub mod metrics;
 mod numbers;
 mod paging;
 mod params;
@@ -30,6 +33,7 @@ use store::Store;
 pub use admin::{admin_router, AdminState, TrunkSpec};
 pub use error::ApiError;
 use format::Format;
+pub use metrics::{count_api_requests, Metrics, MetricsSources};
 pub use rate_limit::RateLimit;
 
 /// Shared state of the API routes.

@@ -156,9 +156,12 @@ struct Layout {
     total_size: usize,
 }
 
+/// One of a worker's two rings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RingKind {
+pub enum RingKind {
+    /// Control plane → worker.
     Commands,
+    /// Worker → control plane.
     Events,
 }
 
@@ -430,6 +433,21 @@ impl Segment {
     pub fn try_worker_stats(&self, worker: usize) -> Result<&WorkerStats, ShmqError> {
         self.check_worker(worker)?;
         Ok(self.stats(worker))
+    }
+
+    /// Records waiting in worker `worker`'s `kind` ring (pushed, not yet popped), for
+    /// metrics: a read-only look at the ring's indices that never disturbs either endpoint.
+    /// Always within `0..=ring_capacity()`, even while a reset runs or if the indices are
+    /// inconsistent.
+    pub fn ring_depth(&self, worker: usize, kind: RingKind) -> Result<u64, ShmqError> {
+        self.check_worker(worker)?;
+        let location = self.ring_location(worker, kind);
+        // SAFETY: see ring_location; RingIndices holds only atomics.
+        let indices = unsafe { location.indices.as_ref() };
+        // Head first: both only grow (between resets), so the tail read after it is not behind.
+        let head = indices.head.value.load(Ordering::Acquire);
+        let tail = indices.tail.value.load(Ordering::Acquire);
+        Ok(tail.saturating_sub(head).min(location.capacity))
     }
 
     fn check_worker(&self, worker: usize) -> Result<(), ShmqError> {
@@ -846,6 +864,33 @@ mod tests {
         let stats = segment.worker_stats(0).snapshot();
         assert_eq!(stats.sessions_active, 0);
         assert_eq!(stats.packets_out, 3, "counters survive a reset");
+    }
+
+    #[test]
+    fn ring_depth_counts_records_pushed_and_not_popped() {
+        let path = TempSegmentPath::new("depth");
+        let segment = Segment::create(&path, 2, 8).unwrap();
+        let mut producer = segment.command_producer(1).unwrap();
+        let mut consumer = segment.command_consumer(1).unwrap();
+        for _ in 0..3 {
+            producer.push(&Record::zeroed()).unwrap();
+        }
+        consumer.pop().unwrap();
+        assert_eq!(segment.ring_depth(1, RingKind::Commands).unwrap(), 2);
+        assert_eq!(segment.ring_depth(1, RingKind::Events).unwrap(), 0);
+        assert_eq!(segment.ring_depth(0, RingKind::Commands).unwrap(), 0);
+        while producer.push(&Record::zeroed()).is_ok() {}
+        assert_eq!(segment.ring_depth(1, RingKind::Commands).unwrap(), 8);
+        // Inconsistent indices (a corrupt peer) stay within the ring's capacity.
+        let indices = segment.ring_indices_for_test(1, true);
+        indices.tail.value.store(1_000, Ordering::Relaxed);
+        assert_eq!(segment.ring_depth(1, RingKind::Commands).unwrap(), 8);
+        indices.head.value.store(2_000, Ordering::Relaxed);
+        assert_eq!(segment.ring_depth(1, RingKind::Commands).unwrap(), 0);
+        assert!(matches!(
+            segment.ring_depth(2, RingKind::Events),
+            Err(ShmqError::NoSuchWorker { worker: 2, .. })
+        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! project lives in this crate. Other crates see plain record structs and async methods.
 //! Times are stored as Unix milliseconds; formatting for the API happens in `api`.
 
+mod call_observer;
 mod call_requests;
 mod caller_ids;
 mod migrations;
@@ -13,6 +14,7 @@ mod recordings;
 mod records;
 mod resources;
 mod trunks;
+pub use call_observer::CallObserver;
 pub use caller_ids::{CallerId, CallerIdFilter, CallerIdValidation, ValidationStatus};
 pub use recordings::{Recording, RecordingFilter};
 pub use trunks::Trunk;
@@ -22,6 +24,7 @@ pub use records::*;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
@@ -39,9 +42,30 @@ pub enum StoreError {
 }
 
 /// A handle to the database; cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Told about calls as they are stored (see [`Store::observe_calls`]).
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("pool", &self.pool)
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
+}
+
+/// How many unfinished calls have one direction and status (see [`Store::active_call_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveCallCount {
+    /// `inbound`, `outbound-api` or `outbound-dial`.
+    pub direction: String,
+    /// `queued`, `ringing` or `in-progress`.
+    pub status: CallStatus,
+    pub calls: u64,
 }
 
 /// One page of a list query.
@@ -92,7 +116,10 @@ impl Store {
             .connect_with(options)
             .await?;
         migrations::apply(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            observer: None,
+        })
     }
 
     // ----- accounts -------------------------------------------------------------------
@@ -207,6 +234,7 @@ impl Store {
         .bind(call.duration)
         .execute(&self.pool)
         .await?;
+        self.notify_created(call);
         Ok(())
     }
 
@@ -219,15 +247,39 @@ impl Store {
         at_ms: i64,
         answered: bool,
     ) -> Result<(), StoreError> {
+        // A call still unfinished moves (and the observer hears of it); else the update
+        // applies all the same, unreported (a final status replaced, or no such call).
+        if self
+            .set_call_status(sid, status, at_ms, answered, true)
+            .await?
+        {
+            self.notify_status(status, 1);
+        } else {
+            self.set_call_status(sid, status, at_ms, answered, false)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The update of [`Store::update_call_status`], only of an unfinished call if
+    /// `unfinished_only`; whether a row was updated.
+    async fn set_call_status(
+        &self,
+        sid: &str,
+        status: CallStatus,
+        at_ms: i64,
+        answered: bool,
+        unfinished_only: bool,
+    ) -> Result<bool, StoreError> {
         let ended = status.is_final();
-        sqlx::query(
+        let result = sqlx::query(
             "UPDATE calls SET status = ?, date_updated = ?,
                 start_time = CASE WHEN ? AND start_time IS NULL THEN ? ELSE start_time END,
                 end_time = CASE WHEN ? THEN ? ELSE end_time END,
                 duration = CASE WHEN ? THEN
                     CASE WHEN start_time IS NULL THEN 0 ELSE MAX(0, (? - start_time) / 1000) END
                     ELSE duration END
-             WHERE sid = ?",
+             WHERE sid = ? AND (NOT ? OR status IN ('queued', 'ringing', 'in-progress'))",
         )
         .bind(status.as_str())
         .bind(at_ms)
@@ -238,9 +290,10 @@ impl Store {
         .bind(ended)
         .bind(at_ms)
         .bind(sid)
+        .bind(unfinished_only)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(result.rows_affected() > 0)
     }
 
     /// Marks every call still in a non-final state as `failed` (used at start-up, after a
@@ -257,7 +310,32 @@ impl Store {
         .bind(at_ms)
         .execute(&self.pool)
         .await?;
+        self.notify_status(CallStatus::Failed, result.rows_affected());
         Ok(result.rows_affected())
+    }
+
+    /// Unfinished calls (`queued`, `ringing`, `in-progress`) counted by direction and status,
+    /// over every account; only the combinations that have calls.
+    pub async fn active_call_counts(&self) -> Result<Vec<ActiveCallCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT direction, status, COUNT(*) AS calls FROM calls
+             WHERE status IN ('queued', 'ringing', 'in-progress')
+             GROUP BY direction, status ORDER BY direction, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                let calls: i64 = r.try_get("calls")?;
+                Ok(ActiveCallCount {
+                    direction: r.try_get("direction")?,
+                    status: CallStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Invalid(format!("call status {status:?}")))?,
+                    calls: u64::try_from(calls).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     /// The call, only if it belongs to `account_sid`.

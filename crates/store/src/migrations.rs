@@ -156,6 +156,9 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX recordings_by_account ON recordings(account_sid, date_created);
      CREATE INDEX recordings_by_call ON recordings(call_sid);",
+    // 9: the unfinished calls, counted on every metrics scrape and at start-up.
+    "CREATE INDEX calls_unfinished ON calls(status, direction)
+        WHERE status IN ('queued', 'ringing', 'in-progress');",
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {

@@ -658,3 +658,100 @@ async fn keyset_pages_of_oldest_first_lists() {
     assert_eq!(sids(&next, |k| &k.sid), ["SK4"]);
     assert!(!next.has_more);
 }
+
+/// Records what the store reports, as `created <sid>` and `<status> x<calls>`.
+#[derive(Default)]
+struct SeenCalls(std::sync::Mutex<Vec<String>>);
+
+impl CallObserver for SeenCalls {
+    fn call_created(&self, call: &CallRecord) {
+        self.0.lock().unwrap().push(format!("created {}", call.sid));
+    }
+
+    fn call_status_changed(&self, status: CallStatus, calls: u64) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{} x{calls}", status.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn the_observer_hears_of_each_call_once_and_each_end_once() {
+    let seen = std::sync::Arc::new(SeenCalls::default());
+    let store = Store::open_in_memory()
+        .await
+        .unwrap()
+        .observe_calls(seen.clone());
+    let clone = store.clone();
+    clone.insert_call(&call("CA1", "AC1", 1)).await.unwrap();
+    store
+        .insert_call_request(&call("CA2", "AC1", 2), "{}")
+        .await
+        .unwrap();
+    clone
+        .update_call_status("CA1", CallStatus::InProgress, 10, true)
+        .await
+        .unwrap();
+    store
+        .update_call_status("CA1", CallStatus::Completed, 20, false)
+        .await
+        .unwrap();
+    // A final status replaced by another is stored as before, but not reported again.
+    store
+        .update_call_status("CA1", CallStatus::Failed, 30, false)
+        .await
+        .unwrap();
+    let c = store.call("AC1", "CA1").await.unwrap().unwrap();
+    assert_eq!(c.status, CallStatus::Failed);
+    assert_eq!(c.end_time, Some(30));
+    store
+        .update_call_status("CA-none", CallStatus::Completed, 40, false)
+        .await
+        .unwrap();
+    store.delete_call_request("CA2").await.unwrap();
+    assert_eq!(store.fail_unfinished_calls(50).await.unwrap(), 1);
+    assert_eq!(store.fail_unfinished_calls(60).await.unwrap(), 0);
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [
+            "created CA1",
+            "created CA2",
+            "in-progress x1",
+            "completed x1",
+            "failed x1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn unfinished_calls_are_counted_by_direction_and_status() {
+    let store = Store::open_in_memory().await.unwrap();
+    assert!(store.active_call_counts().await.unwrap().is_empty());
+    let mut outbound = call("CA3", "AC2", 3);
+    outbound.direction = "outbound-api".into();
+    outbound.status = CallStatus::Queued;
+    for c in [call("CA1", "AC1", 1), call("CA2", "AC1", 2), outbound] {
+        store.insert_call(&c).await.unwrap();
+    }
+    let mut done = call("CA4", "AC1", 4);
+    done.status = CallStatus::Completed;
+    store.insert_call(&done).await.unwrap();
+    store
+        .update_call_status("CA2", CallStatus::InProgress, 5, true)
+        .await
+        .unwrap();
+    let count = |direction: &str, status, calls| ActiveCallCount {
+        direction: direction.into(),
+        status,
+        calls,
+    };
+    assert_eq!(
+        store.active_call_counts().await.unwrap(),
+        [
+            count("inbound", CallStatus::InProgress, 1),
+            count("inbound", CallStatus::Ringing, 1),
+            count("outbound-api", CallStatus::Queued, 1),
+        ]
+    );
+}

@@ -164,9 +164,12 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
             std::fs::set_permissions(&recordings_dir, std::fs::Permissions::from_mode(0o750))
         })
         .with_context(|| format!("creating {}", recordings_dir.display()))?;
+    // Every call the store records or ends is counted for /metrics.
+    let metrics = api::Metrics::new();
     let store = Store::open(&data_dir.join("switchboard.sqlite"))
         .await
-        .context("opening the database")?;
+        .context("opening the database")?
+        .observe_calls(metrics.clone());
     let failed = store
         .fail_unfinished_calls(router::driver::now_ms())
         .await?;
@@ -202,6 +205,7 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         ..webhook::WebhookConfig::default()
     })
     .context("creating the HTTP client")?;
+    let webhook_stats = webhook.stats();
     let media = MediaPlane::new(segment.clone());
     let (sip, sip_events) = sip::transport::spawn_udp(config.sip.listen, "Switchboard".into())
         .await
@@ -227,7 +231,7 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
     }
 
     let trunk_router = call_router.clone();
-    let app = api::router(api::ApiState {
+    let api = api::router(api::ApiState {
         store: store.clone(),
         calls: Arc::new(RouterCalls(call_router)),
         self_url: config.http_self_url(),
@@ -237,8 +241,9 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
             burst: config.http.request_burst,
         },
         recordings_dir: config.recordings_dir(),
-    })
-    .merge(demo::router());
+    });
+    let app = api::count_api_requests(api, metrics.clone()).merge(demo::router());
+    let attached_media = media.clone();
     let admin = api::admin_router(api::AdminState {
         store: store.clone(),
         username: config.admin.username.clone(),
@@ -246,6 +251,12 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
         on_trunk_change: Some(Arc::new(move |sid: &str, max_channels: Option<u32>| {
             trunk_router.trunk_changed(sid, max_channels)
         })),
+        metrics: Some(api::MetricsSources {
+            counters: metrics,
+            segment: segment.clone(),
+            media_attached: Arc::new(move || attached_media.is_attached()),
+            webhooks: webhook_stats,
+        }),
     });
     let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
         .await
@@ -265,11 +276,12 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
     });
 
     eprintln!(
-        "Switchboard ready\n  SIP      udp:{}\n  HTTP     http://{}\n  admin    http://{}/admin/v1 (user {})\n  account  {} (auth token {})\n  numbers  {}",
+        "Switchboard ready\n  SIP      udp:{}\n  HTTP     http://{}\n  admin    http://{}/admin/v1 (user {})\n  metrics  http://{}/metrics (same credentials)\n  account  {} (auth token {})\n  numbers  {}",
         config.sip.listen,
         config.http.listen,
         config.admin.listen,
         config.admin.username,
+        config.admin.listen,
         account.sid,
         account.auth_token,
         numbers_summary(&config),

@@ -3,6 +3,8 @@
 //! Twilio error codes, and tries the fallback URL when the primary fails.
 
 use std::error::Error as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION};
@@ -64,12 +66,33 @@ pub struct FetchOutcome {
     pub used_fallback: bool,
 }
 
-/// Calls customer apps. Cheap to clone: one shared connection pool.
+/// How many fetches a [`WebhookClient`] and its clones made, for metrics. A fetch is one
+/// [`WebhookClient::request`] (redirects included; a fallback is a fetch of its own).
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    requests: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl WebhookStats {
+    /// Fetches started.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Fetches that ended in an error (no answer, timeout, non-2xx, bad body…).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+/// Calls customer apps. Cheap to clone: one shared connection pool and counters.
 #[derive(Debug, Clone)]
 pub struct WebhookClient {
     http: reqwest::Client,
     timeout: Duration,
     max_redirects: usize,
+    stats: Arc<WebhookStats>,
 }
 
 impl WebhookClient {
@@ -91,11 +114,26 @@ impl WebhookClient {
             http,
             timeout: cfg.timeout,
             max_redirects: cfg.max_redirects,
+            stats: Arc::default(),
         })
+    }
+
+    /// The counters this client shares with its clones.
+    pub fn stats(&self) -> Arc<WebhookStats> {
+        Arc::clone(&self.stats)
     }
 
     /// One signed request, following redirects; non-2xx is an error.
     pub async fn request(&self, req: &WebhookRequest) -> Result<AppResponse, WebhookError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let result = self.fetch(req).await;
+        if result.is_err() {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn fetch(&self, req: &WebhookRequest) -> Result<AppResponse, WebhookError> {
         let mut fetch = Fetch::new(req, self.max_redirects)?;
         let deadline = Instant::now() + self.timeout;
         loop {

@@ -13,7 +13,9 @@ mod error;
 mod fetch;
 mod signing;
 
-pub use client::{AppResponse, FetchOutcome, WebhookClient, WebhookConfig, SIGNATURE_HEADER};
+pub use client::{
+    AppResponse, FetchOutcome, WebhookClient, WebhookConfig, WebhookStats, SIGNATURE_HEADER,
+};
 pub use error::{
     WebhookError, CODE_HTTP_BAD_HOST, CODE_HTTP_CONNECTION_FAILURE, CODE_HTTP_RETRIEVAL_FAILURE,
     CODE_HTTP_TOO_MANY_REDIRECTS,

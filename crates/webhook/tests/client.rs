@@ -466,3 +466,31 @@ async fn unresolvable_host_is_11210() {
     assert_eq!(err, WebhookError::BadUrl { url });
     assert_eq!(err.twilio_code(), 11210);
 }
+
+#[tokio::test]
+async fn fetches_and_failures_are_counted_across_clones() {
+    let app = start_app().await;
+    let shared = client();
+    let stats = shared.stats();
+    let clone = shared.clone();
+    // A redirect followed is still one fetch; the fallback is a fetch of its own.
+    shared
+        .request(&post(app.url("/redirect/302")))
+        .await
+        .unwrap();
+    clone
+        .request_with_fallback(
+            &post(app.url("/status/500")),
+            Some(&post(app.url("/echo?fallback=1"))),
+        )
+        .await;
+    clone.request(&post(refused_url().await)).await.unwrap_err();
+    assert_eq!(stats.requests(), 4);
+    assert_eq!(stats.failures(), 2);
+    let other = client();
+    assert_eq!(
+        other.stats().requests(),
+        0,
+        "a new client counts on its own"
+    );
+}
