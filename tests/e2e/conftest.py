@@ -24,7 +24,7 @@ from sbtest.standard import APP_BAD_XML, APP_DOWN, APP_HTTP_500, FALLBACK, MAIN,
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("SWITCHBOARD_BIN", REPO / "target" / "debug" / "switchboard"))
 
-REQUIRED_PROGRAMS = ["sipp", "tshark", "baresip", "sox", "espeak-ng"]
+REQUIRED_PROGRAMS = ["sipp", "tshark", "baresip", "sox", "espeak-ng", "rtpengine"]
 
 
 @pytest.fixture(scope="session", autouse=True)

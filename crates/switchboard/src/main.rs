@@ -3,6 +3,7 @@
 //! `switchboard run` creates the shared-memory segment, starts the control plane (SIP,
 //! HTTP, storage, call router) and spawns `switchboard media` as a child, restarting it if
 //! it dies. `switchboard control` and `switchboard media` run one plane each.
+//! `switchboard bench` runs the data-plane capacity harness (the `bench` crate).
 
 mod config;
 mod demo;
@@ -41,6 +42,9 @@ enum Mode {
     Control(Args),
     /// Media plane only; attaches to a running control plane.
     Media(Args),
+    /// Data-plane benchmark: G.711 streams through the media engine (and peers such as
+    /// rtpengine) on loopback; writes report.md, results.csv and chart.svg.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -51,19 +55,29 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mode = cli.command.unwrap_or(Mode::Run(Args { config: None }));
+    // The bench prints a report; only warnings interleave with its progress line.
+    let default_filter = if matches!(mode, Mode::Bench(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let mode = cli.command.unwrap_or(Mode::Run(Args { config: None }));
     match mode {
         Mode::Run(args) => control_main(args, true),
         Mode::Control(args) => control_main(args, false),
         Mode::Media(args) => media_main(args),
+        Mode::Bench(args) => {
+            let command: Vec<String> = std::env::args().collect();
+            bench::run_cli(&args, &command.join(" ")).context("benchmark failed")
+        }
     }
 }
 
