@@ -2,9 +2,10 @@
 //! sending, behind one interface with two backends.
 //!
 //! - [`uring`]: io_uring. One multishot `recvmsg` per socket draws from a provided-buffer ring,
-//!   sends are `sendmsg` submissions from a fixed pool, and a whole loop iteration's receives
-//!   and sends cost one `io_uring_enter`; the worker's wake-up descriptors are multishot polls
-//!   and the deadline is the enter call's own timeout. The default where the kernel allows it.
+//!   so a whole loop iteration's receives, across every socket, cost one `io_uring_enter`; the
+//!   worker's wake-up descriptors are multishot polls and the deadline is the enter call's own
+//!   timeout. Sends are immediate non-blocking `sendto`s (in order; a full buffer drops). The
+//!   default where the kernel allows it.
 //! - [`epoll`]: epoll through mio, `recvmmsg` batches per ready socket, sends queued and
 //!   flushed with `sendmmsg`, a timerfd for sub-millisecond deadlines. The fallback, chosen
 //!   automatically when io_uring is unavailable, or by configuration.
@@ -171,8 +172,8 @@ impl PacketIo {
         }
     }
 
-    /// Sends `datagram` out of the slot's socket to `destination` (queued: it leaves by the
-    /// next `flush` or `wait` at the latest). An error means it was not sent.
+    /// Sends `datagram` out of the slot's socket to `destination` (at once, or queued until
+    /// the next `flush` or `wait` at the latest). An error means it was not sent.
     pub fn send(
         &mut self,
         slot: usize,

@@ -1,10 +1,14 @@
 //! The io_uring backend. Each session socket has one multishot `recvmsg` in flight that
-//! draws buffers from a provided-buffer ring; sends are `sendmsg` submissions whose bytes,
-//! address and header live in a fixed pool until their completion; the worker's wake-up
-//! descriptors are multishot polls; and [`UringIo::wait`] is a single `io_uring_enter` that
-//! submits everything queued and sleeps until a completion or the deadline (its own
-//! timeout argument, so no timerfd). One enter per loop iteration carries all of a
-//! worker's receives and sends, across all of its sockets.
+//! draws buffers from a provided-buffer ring; the worker's wake-up descriptors are multishot
+//! polls; and [`UringIo::wait`] is a single `io_uring_enter` that sleeps until a completion
+//! or the deadline (its own timeout argument, so no timerfd). One enter per loop iteration
+//! carries all of a worker's receives, across all of its sockets.
+//!
+//! Sends are plain non-blocking `sendto` calls, in order. Queued `sendmsg` submissions were
+//! tried first: when a socket's send buffer filled, io_uring retried them later while newer
+//! ones went out at once, so a stream's packets left out of order and sat queued for most of
+//! a second under overload (`switchboard bench`, 150,000 packets/s and up); a full buffer must
+//! drop the packet now, as the epoll backend does.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -24,13 +28,10 @@ const BUFFER_GROUP: u16 = 1;
 const RECV_HEADER_ROOM: usize = 16 + SOCKADDR_LEN;
 /// One receive buffer: header, address, then up to MAX_DATAGRAM bytes (+1 to see truncation).
 const RECV_BUFFER_LEN: usize = RECV_HEADER_ROOM + MAX_DATAGRAM + 1;
-/// Sends in flight at once; beyond that a send goes out synchronously.
-const SEND_POOL: usize = 1024;
 const SUBMISSION_ENTRIES: u32 = 1024;
 
 /// What a completion belongs to: the top byte of its user data.
 const OP_RECV: u64 = 1;
-const OP_SEND: u64 = 2;
 const OP_WAKE: u64 = 3;
 const OP_CANCEL: u64 = 4;
 
@@ -128,14 +129,6 @@ impl Drop for BufferRing {
     }
 }
 
-/// One send in flight: its bytes, destination and the header the kernel reads.
-struct SendSlot {
-    bytes: [u8; MAX_DATAGRAM],
-    address: RawSockAddr,
-    iovec: libc::iovec,
-    header: libc::msghdr,
-}
-
 struct SocketEntry {
     socket: Option<UdpSocket>,
     generation: u32,
@@ -160,15 +153,15 @@ pub struct UringIo {
     sockets: Vec<SocketEntry>,
     received: Vec<RecvCompletion>,
     received_next: usize,
-    sends: Box<[SendSlot]>,
-    free_sends: Vec<u32>,
+    /// The destination of the send being made (kept to avoid rebuilding it per call).
+    send_address: RawSockAddr,
     wakers: [Option<RawFd>; 8],
     pub(super) errors: IoErrors,
 }
 
-// SAFETY: the raw pointers inside (buffer ring mapping, send headers pointing into the send
-// pool, the receive header) all point into memory this value owns; it is used by one thread
-// at a time (built by the supervisor, then moved to its worker thread).
+// SAFETY: the raw pointers inside (the buffer ring mapping, the receive header) point into
+// memory this value owns; it is used by one thread at a time (built by the supervisor, then
+// moved to its worker thread).
 unsafe impl Send for UringIo {}
 
 impl UringIo {
@@ -206,25 +199,6 @@ impl UringIo {
         // SAFETY: msghdr is plain old data; zeroed is an empty header.
         let mut recv_header: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_header.msg_namelen = SOCKADDR_LEN as libc::socklen_t;
-        let mut sends: Box<[SendSlot]> = (0..SEND_POOL)
-            .map(|_| SendSlot {
-                bytes: [0; MAX_DATAGRAM],
-                address: RawSockAddr::zeroed(),
-                iovec: libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                },
-                // SAFETY: plain old data.
-                header: unsafe { std::mem::zeroed() },
-            })
-            .collect();
-        // The pool never moves again: point each header at its own bytes and address.
-        for slot in sends.iter_mut() {
-            slot.iovec.iov_base = slot.bytes.as_mut_ptr().cast();
-            slot.header.msg_name = std::ptr::addr_of_mut!(slot.address.storage).cast();
-            slot.header.msg_iov = std::ptr::addr_of_mut!(slot.iovec);
-            slot.header.msg_iovlen = 1;
-        }
         Ok(UringIo {
             ring,
             buffers,
@@ -238,8 +212,7 @@ impl UringIo {
                 .collect(),
             received: Vec::with_capacity((capacity * 8).clamp(4096, 1 << 20)),
             received_next: 0,
-            sends,
-            free_sends: (0..SEND_POOL as u32).rev().collect(),
+            send_address: RawSockAddr::zeroed(),
             wakers: [None; 8],
             errors: IoErrors::default(),
         })
@@ -384,14 +357,6 @@ impl UringIo {
                         self.errors.receive += 1;
                     }
                 }
-                OP_SEND => {
-                    if cqe.result() < 0 {
-                        self.errors.send += 1;
-                    }
-                    if (index as usize) < SEND_POOL {
-                        self.free_sends.push(index);
-                    }
-                }
                 OP_WAKE => {
                     let id = index as u8;
                     wakes.insert(id);
@@ -492,50 +457,30 @@ impl UringIo {
             Some(socket) => socket.as_raw_fd(),
             None => return Err(io::ErrorKind::NotConnected.into()),
         };
-        if datagram.len() > MAX_DATAGRAM {
-            return Err(io::ErrorKind::InvalidInput.into());
-        }
-        let Some(index) = self.free_sends.pop() else {
-            // Every pool entry is in flight: send this one synchronously.
-            let mut address = RawSockAddr::zeroed();
-            address.set(destination);
+        self.send_address.set(destination);
+        loop {
             // SAFETY: a plain sendto with a live buffer and address.
             let sent = unsafe {
                 libc::sendto(
                     fd,
                     datagram.as_ptr().cast(),
                     datagram.len(),
-                    0,
-                    std::ptr::addr_of!(address.storage).cast(),
-                    address.len,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::addr_of!(self.send_address.storage).cast(),
+                    self.send_address.len,
                 )
             };
-            return if sent < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(())
-            };
-        };
-        let Some(pool_slot) = self.sends.get_mut(index as usize) else {
-            return Err(io::ErrorKind::InvalidInput.into());
-        };
-        if let Some(bytes) = pool_slot.bytes.get_mut(..datagram.len()) {
-            bytes.copy_from_slice(datagram);
+            if sent >= 0 {
+                return Ok(());
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
         }
-        pool_slot.iovec.iov_len = datagram.len();
-        pool_slot.address.set(destination);
-        pool_slot.header.msg_namelen = pool_slot.address.len;
-        let sqe = opcode::SendMsg::new(Fd(fd), std::ptr::addr_of!(pool_slot.header))
-            .build()
-            .user_data(user_data(OP_SEND, 0, index));
-        if let Err(error) = self.push(&sqe) {
-            self.free_sends.push(index);
-            return Err(error);
-        }
-        Ok(())
     }
 
-    /// Submits queued sends now (a `wait` does it anyway).
+    /// Submits queued submissions (re-armed receives and polls) now; a `wait` does it anyway.
     pub fn flush(&mut self) {
         if !self.ring.submission().is_empty() && self.ring.submit().is_err() {
             self.errors.send += 1;
