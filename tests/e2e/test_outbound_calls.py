@@ -303,9 +303,9 @@ def test_a_trunk_carries_at_most_max_channels_calls(make_switchboard, app, accou
     time.sleep(0.5)
     assert len([r for r in app.requests("/status") if r.param("CallSid") == third.sid]) == 1, \
         "a call canceled while queued was never initiated"
-    # The second call was initiated only after the first had completed.
-    order = [(r.param("CallSid"), r.param("CallStatus")) for r in app.requests("/status")]
-    assert order.index((second.sid, "initiated")) > order.index((first.sid, "completed")), order
+    # The second call was initiated only after the first had completed: status callbacks
+    # are delivered concurrently (each retried on its own), so their arrival order proves
+    # nothing; the far end's SIP timeline below does.
 
     # The far end's view: two INVITEs, the second after the first call's BYE.
     timeline = _sipp_timeline(result)
