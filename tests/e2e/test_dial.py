@@ -227,19 +227,32 @@ def test_dial_number_through_a_trunk_with_digest_auth_send_digits_and_leg_callba
     assert child._from == MAIN and child.to == FAR_NUMBER
 
 
-def test_dial_timeout_cancels_the_leg_and_reports_no_answer(switchboard, app, account, tmp_path):
+def _call_dialling_a_sipp_far_end(switchboard, app, tmp_path, far_scenario: str,
+                                  voice_twiml, other_twiml: dict[str, str]):
+    """A SIPp caller calls MAIN, whose app dials a SIPp far end running `far_scenario`
+    (`voice_twiml(far_port)` is the /voice document); both SIPp runs must succeed.
+    Returns (caller outcome, far end result)."""
     far_port = ports.free_port()
-    far = SippCall("uas_ring_forever.xml", tmp_path / "far", local_port=far_port, timeout_s=20)
+    far = SippCall(far_scenario, tmp_path / "far", local_port=far_port, timeout_s=20)
     try:
-        app.twiml("/voice", f'<Response><Dial timeout="2" action="/dial-done">'
-                            f'<Sip>sip:nobody@127.0.0.1:{far_port}</Sip></Dial></Response>')
-        app.twiml("/dial-done", "<Response><Hangup/></Response>")
+        app.twiml("/voice", voice_twiml(far_port))
+        for path, twiml in other_twiml.items():
+            app.twiml(path, twiml)
         outcome = place_call(switchboard, tmp_path / "caller", MAIN, timeout_s=20)
         far_result = far.wait()
     finally:
         far.kill()
     assert outcome.sipp.returncode == 0, outcome.sipp.explain()
     assert far_result.returncode == 0, far_result.explain()
+    return outcome, far_result
+
+
+def test_dial_timeout_cancels_the_leg_and_reports_no_answer(switchboard, app, account, tmp_path):
+    _, far_result = _call_dialling_a_sipp_far_end(
+        switchboard, app, tmp_path, "uas_ring_forever.xml",
+        lambda far_port: (f'<Response><Dial timeout="2" action="/dial-done">'
+                          f'<Sip>sip:nobody@127.0.0.1:{far_port}</Sip></Dial></Response>'),
+        {"/dial-done": "<Response><Hangup/></Response>"})
     assert re.search(r"^\s*CANCEL sip:", far_result.messages, re.M), far_result.explain()
     done = app.wait_for("/dial-done")
     assert done.param("DialCallStatus") == "no-answer", done.describe()
@@ -251,18 +264,11 @@ def test_dial_timeout_cancels_the_leg_and_reports_no_answer(switchboard, app, ac
 
 def test_a_busy_dial_without_action_goes_on_with_the_next_verb(switchboard, app, account,
                                                                tmp_path):
-    far_port = ports.free_port()
-    far = SippCall("uas_reply_486.xml", tmp_path / "far", local_port=far_port, timeout_s=20)
-    try:
-        app.twiml("/voice", f'<Response><Dial><Sip>sip:busy@127.0.0.1:{far_port}</Sip></Dial>'
-                            f'<Redirect>/after-dial</Redirect></Response>')
-        app.twiml("/after-dial", "<Response><Hangup/></Response>")
-        outcome = place_call(switchboard, tmp_path / "caller", MAIN, timeout_s=20)
-        far_result = far.wait()
-    finally:
-        far.kill()
-    assert outcome.sipp.returncode == 0, outcome.sipp.explain()
-    assert far_result.returncode == 0, far_result.explain()
+    _call_dialling_a_sipp_far_end(
+        switchboard, app, tmp_path, "uas_reply_486.xml",
+        lambda far_port: (f'<Response><Dial><Sip>sip:busy@127.0.0.1:{far_port}</Sip></Dial>'
+                          f'<Redirect>/after-dial</Redirect></Response>'),
+        {"/after-dial": "<Response><Hangup/></Response>"})
     after = app.wait_for("/after-dial")
     parent_sid = after.param("CallSid")
     assert after.param("DialCallStatus") is None, "no action: the document simply goes on"

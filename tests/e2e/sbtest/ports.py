@@ -74,10 +74,13 @@ def free_media_port() -> int:
 
 def free_port_range(size: int, low: int = 20000, high: int = 32700) -> tuple[int, int]:
     """A contiguous block of `size` free UDP ports, reserved for the session
-    (below the kernel's ephemeral range, 32768+, by default)."""
+    (below the kernel's ephemeral range, 32768+, by default). Blocks sit on a grid
+    of `size`-aligned slots, tried in random order, so reservations never fragment
+    the range: it holds (high - low) // size of them."""
     with _lock:
-        for _ in range(200):
-            start = random.randrange(low, high - size, 2)
+        slots = list(range(low, high - size + 1, size))
+        random.shuffle(slots)
+        for start in slots:
             block = range(start, start + size)
             if any(_in_reserved(p) for p in block):
                 continue

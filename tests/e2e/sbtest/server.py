@@ -59,7 +59,8 @@ class SwitchboardConfig:
     admin_port: int = field(default_factory=lambda: ports.free_port(udp=False))
     admin_password: str = "operator-secret"
     trunks: list[dict] = field(default_factory=list)
-    rtp_ports: tuple[int, int] = field(default_factory=lambda: ports.free_port_range(400))
+    # 100 sessions per instance: more than any test holds at once.
+    rtp_ports: tuple[int, int] = field(default_factory=lambda: ports.free_port_range(200))
     cores: list[int] = field(default_factory=lambda: [max(os.sched_getaffinity(0))])
     webhook_timeout_ms: int = 5000
     webhook_ca_file: str | None = None
