@@ -289,12 +289,14 @@ fn latch_follows_the_peer_to_a_new_port_and_garbage_disturbs_no_one() {
     let port_a = control.open(0, a, signalled, Codec::Pcmu);
     let port_b = control.open(0, b, callee.local_addr().unwrap(), Codec::Pcmu);
     bridge(&mut control, a, b);
-    // A second, unrelated bridge on the same worker, flooded with junk on one port.
+    // A second, unrelated bridge on the same worker carries a call while a third session's
+    // port is flooded with junk.
     let (left, right) = (phone(), phone());
     let (c, d) = (SessionId(13), SessionId(14));
     let port_c = control.open(0, c, left.local_addr().unwrap(), Codec::Pcmu);
     control.open(0, d, right.local_addr().unwrap(), Codec::Pcma);
     bridge(&mut control, c, d);
+    let flooded = control.open(0, SessionId(15), signalled, Codec::Pcmu);
     let flood = std::thread::spawn(move || {
         let junk = phone();
         let big = vec![0x80u8; 1400];
@@ -307,7 +309,7 @@ fn latch_follows_the_peer_to_a_new_port_and_garbage_disturbs_no_one() {
                 2 => &big,
                 _ => &oversized,
             };
-            let _ = junk.send_to(datagram, engine(port_c));
+            let _ = junk.send_to(datagram, engine(flooded));
         }
     });
     let audio = speech(3);
