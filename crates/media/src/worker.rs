@@ -679,26 +679,29 @@ impl Worker {
         else {
             return false;
         };
-        let ids = [index, peer_index].map(|i| {
-            self.slots
-                .get(i)
-                .and_then(Option::as_ref)
-                .map(|slot| slot.id)
-        });
-        for (leg, other) in [(index, ids[1]), (peer_index, ids[0])] {
-            if let Some(Some(slot)) = self.slots.get_mut(leg) {
-                slot.bridge = None;
-                slot.session.end_relay(now);
-                if let Some(peer) = other {
-                    self.outbox.push(Event::Unbridged {
-                        session: slot.id,
-                        peer,
-                    });
-                }
-            }
-            self.reschedule(leg);
-        }
+        let id_of = |slots: &[Option<SessionSlot>], i: usize| {
+            slots.get(i).and_then(Option::as_ref).map(|slot| slot.id)
+        };
+        let (this, peer) = (id_of(&self.slots, index), id_of(&self.slots, peer_index));
+        self.end_bridge_leg(index, peer, now);
+        self.end_bridge_leg(peer_index, this, now);
         true
+    }
+
+    /// Returns the bridged leg in `index` to its own paced media and tells the control plane
+    /// its bridge to `peer` ended.
+    fn end_bridge_leg(&mut self, index: usize, peer: Option<SessionId>, now: Instant) {
+        if let Some(Some(slot)) = self.slots.get_mut(index) {
+            slot.bridge = None;
+            slot.session.end_relay(now);
+            if let Some(peer) = peer {
+                self.outbox.push(Event::Unbridged {
+                    session: slot.id,
+                    peer,
+                });
+            }
+        }
+        self.reschedule(index);
     }
 
     /// Reports every session that has received no RTP for the RTP timeout (once per
@@ -852,17 +855,7 @@ impl Worker {
                 .get(index)
                 .and_then(Option::as_ref)
                 .map(|slot| slot.id);
-            if let Some(Some(peer)) = self.slots.get_mut(peer_index) {
-                peer.bridge = None;
-                peer.session.end_relay(now);
-                if let Some(closed) = closed {
-                    self.outbox.push(Event::Unbridged {
-                        session: peer.id,
-                        peer: closed,
-                    });
-                }
-            }
-            self.reschedule(peer_index);
+            self.end_bridge_leg(peer_index, closed, now);
         }
         let Some(slot) = self.slots.get_mut(index).and_then(Option::take) else {
             return;
@@ -1053,30 +1046,20 @@ impl Worker {
         shared
             .sessions_active
             .store(self.by_id.len() as u64, Ordering::Relaxed);
-        if self.outbox.dropped != self.local.events_dropped_reported {
-            add(
-                &shared.events_dropped,
-                self.outbox.dropped - self.local.events_dropped_reported,
-            );
-            warn!(
-                worker = self.index,
-                dropped = self.outbox.dropped,
-                "event ring and pending queue full: events dropped"
-            );
-            self.local.events_dropped_reported = self.outbox.dropped;
-        }
-        if self.recorder.frames_dropped != self.local.recording_frames_dropped_reported {
-            add(
-                &shared.recording_frames_dropped,
-                self.recorder.frames_dropped - self.local.recording_frames_dropped_reported,
-            );
-            warn!(
-                worker = self.index,
-                dropped = self.recorder.frames_dropped,
-                "recording ring full: audio frames dropped"
-            );
-            self.local.recording_frames_dropped_reported = self.recorder.frames_dropped;
-        }
+        report_drops(
+            &shared.events_dropped,
+            self.outbox.dropped,
+            &mut self.local.events_dropped_reported,
+            self.index,
+            "event ring and pending queue full: events dropped",
+        );
+        report_drops(
+            &shared.recording_frames_dropped,
+            self.recorder.frames_dropped,
+            &mut self.local.recording_frames_dropped_reported,
+            self.index,
+            "recording ring full: audio frames dropped",
+        );
     }
 
     /// Starts recording a session: the writer is told first, then frames follow.
@@ -1202,6 +1185,23 @@ impl Worker {
             });
         }
     }
+}
+
+/// Adds what a running drop total gained since it was last reported to its shared counter,
+/// and logs the new total (once per loop pass at most, only when it changed).
+fn report_drops(
+    counter: &std::sync::atomic::AtomicU64,
+    total: u64,
+    reported: &mut u64,
+    worker: usize,
+    message: &'static str,
+) {
+    if total == *reported {
+        return;
+    }
+    counter.fetch_add(total.saturating_sub(*reported), Ordering::Relaxed);
+    warn!(worker, dropped = total, "{message}");
+    *reported = total;
 }
 
 fn recording_key(index: usize, serial: u32) -> RecordingKey {
