@@ -220,17 +220,6 @@ impl<'a> Received<'a> {
             _ => None,
         }
     }
-
-    /// The DTMF digit this packet started, if any.
-    pub fn new_digit(&self) -> Option<u8> {
-        match self {
-            Received::Rtp {
-                kind: RtpKind::TelephoneEvent { new_digit },
-                ..
-            } => *new_digit,
-            _ => None,
-        }
-    }
 }
 
 /// A source that has sent nothing for this long loses the latch to the next valid RTP from

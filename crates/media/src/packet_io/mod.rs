@@ -12,7 +12,7 @@
 //!
 //! The worker sees the same calls either way: [`PacketIo::wait`] until a deadline, then
 //! [`PacketIo::next_datagram`] until it returns `None`, [`PacketIo::send`] as packets are
-//! due, [`PacketIo::flush`] at the end of the iteration. Nothing here allocates after
+//! due; queued sends leave by the next `wait` at the latest. Nothing here allocates after
 //! construction.
 
 pub mod epoll;
@@ -173,7 +173,7 @@ impl PacketIo {
     }
 
     /// Sends `datagram` out of the slot's socket to `destination` (at once, or queued until
-    /// the next `flush` or `wait` at the latest). An error means it was not sent.
+    /// the next `wait` at the latest). An error means it was not sent.
     pub fn send(
         &mut self,
         slot: usize,
@@ -183,14 +183,6 @@ impl PacketIo {
         match self {
             PacketIo::Uring(io) => io.send(slot, destination, datagram),
             PacketIo::Epoll(io) => io.send(slot, destination, datagram),
-        }
-    }
-
-    /// Pushes queued sends to the kernel now.
-    pub fn flush(&mut self) {
-        match self {
-            PacketIo::Uring(io) => io.flush(),
-            PacketIo::Epoll(io) => io.flush(),
         }
     }
 

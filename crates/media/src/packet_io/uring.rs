@@ -479,11 +479,4 @@ impl UringIo {
             }
         }
     }
-
-    /// Submits queued submissions (re-armed receives and polls) now; a `wait` does it anyway.
-    pub fn flush(&mut self) {
-        if !self.ring.submission().is_empty() && self.ring.submit().is_err() {
-            self.errors.send += 1;
-        }
-    }
 }
