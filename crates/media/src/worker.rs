@@ -400,6 +400,13 @@ impl Worker {
                 };
                 self.outbox.push(event);
             }
+            // The conference mixer is not built yet: the commands are refused.
+            Command::JoinMix { session, .. } | Command::LeaveMix { session } => {
+                self.outbox.push(Event::SessionFailed {
+                    session,
+                    reason: FailReason::BadCommand,
+                });
+            }
             Command::Unbridge { session } => match self.by_id.get(&session) {
                 Some(&index) => {
                     if !self.unbridge(index, now) {

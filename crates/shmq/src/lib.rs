@@ -54,8 +54,8 @@ pub use attach::{attach, AttachListener, Attachment};
 pub use doorbell::{Doorbell, DoorbellSet};
 pub use error::{RingFull, ShmqError};
 pub use records::{
-    Codec, Command, DecodeError, Event, FailReason, MediaId, Record, RecordingChannels,
-    RecordingEnd, RecordingId, SessionId, MAX_SEND_DIGITS, RECORD_SIZE,
+    Codec, Command, DecodeError, Event, FailReason, MediaId, MixId, Record, RecordingChannels,
+    RecordingEnd, RecordingId, SessionId, MAX_MIX_MEMBERS, MAX_SEND_DIGITS, RECORD_SIZE,
 };
 pub use ring::{Consumer, Producer};
 pub use segment::{RingKind, Segment, WorkerStats, WorkerStatsSnapshot, ABI_VERSION, MAGIC};

@@ -7,7 +7,7 @@
 //! layout is written down exactly once. Both planes run on the same host, so multi-byte fields
 //! are native-endian.
 //!
-//! Command kinds are `1..=15`, event kinds `101..`; the ranges never overlap, so decoding an
+//! Command kinds are `1..=99`, event kinds `101..`; the ranges never overlap, so decoding an
 //! event record as a command (or the reverse) is a [`DecodeError::UnknownKind`]. Decoding
 //! validates every enumerated byte (kind, codec, address family, fail reason, booleans, DTMF
 //! digit, send-digits characters) and never panics, whatever the record holds.
@@ -115,6 +115,21 @@ impl fmt::Debug for RecordingId {
         write!(f, "RecordingId({})", self.to_hex())
     }
 }
+
+/// Names one conference mix; chosen by the control plane, unique among live mixes. A mix
+/// exists while it has members, whichever workers their sessions live on.
+#[repr(transparent)]
+#[derive(Pod, Zeroable, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct MixId(pub u64);
+
+impl fmt::Display for MixId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Most members one mix holds.
+pub const MAX_MIX_MEMBERS: usize = 250;
 
 /// What a recording holds.
 #[repr(u8)]
@@ -300,6 +315,25 @@ pub enum Command {
     /// something is queued). Answered by `Unbridged`; a session that is not bridged
     /// answers `SessionFailed { BadCommand }`.
     Unbridge { session: SessionId },
+    /// Make `session` a member of conference mix `mix` (created by its first member, on
+    /// any worker): every 20 ms each member hears the sum of the other members' audio (not
+    /// its own), each member's input through its own jitter buffer. `muted`: the others do
+    /// not hear this member; `deaf`: this member hears no one (e.g. while on hold). The
+    /// session's own play queue keeps playing, mixed over what it hears (beeps,
+    /// announcements, hold music to one member). Sent again for the same mix it only
+    /// changes `muted`/`deaf`. Answered by `MixJoined`, or `SessionFailed { UnknownSession
+    /// | BadCommand }` (the session is bridged, in another mix, or the mix is full at
+    /// [`MAX_MIX_MEMBERS`]).
+    JoinMix {
+        session: SessionId,
+        mix: MixId,
+        muted: bool,
+        deaf: bool,
+    },
+    /// Take `session` out of its mix (it goes back to sending only its own play queue).
+    /// Answered by `MixLeft`; a session in no mix answers `SessionFailed { BadCommand }`.
+    /// Closing a member session leaves its mix too (`MixLeft` precedes `SessionClosed`).
+    LeaveMix { session: SessionId },
 }
 
 /// A report from a media worker to the control plane.
@@ -362,6 +396,25 @@ pub enum Event {
         session: SessionId,
         idle_ms: u32,
     },
+    /// A `JoinMix` took effect (a first join, or a change of `muted`/`deaf`).
+    MixJoined {
+        session: SessionId,
+        mix: MixId,
+        muted: bool,
+        deaf: bool,
+    },
+    /// `session` left `mix`: by `LeaveMix`, or because it closed.
+    MixLeft {
+        session: SessionId,
+        mix: MixId,
+    },
+    /// A mix member started (`speaking: true`) or stopped talking, by the level of its input
+    /// (voice activity with a hang-over, so a pause between words is not an end).
+    Speaking {
+        session: SessionId,
+        mix: MixId,
+        speaking: bool,
+    },
 }
 
 /// One ring slot: the wire form of a [`Command`] or an [`Event`].
@@ -388,7 +441,7 @@ impl Record {
     }
 }
 
-/// The `kind` numbers of [`Record`]s. Commands are `1..=15`, events `101..`.
+/// The `kind` numbers of [`Record`]s. Commands are `1..=99`, events `101..`.
 pub mod kinds {
     pub const OPEN_SESSION: u32 = 1;
     pub const PLAY: u32 = 2;
@@ -401,6 +454,8 @@ pub mod kinds {
     pub const STOP_RECORDING: u32 = 9;
     pub const BRIDGE: u32 = 10;
     pub const UNBRIDGE: u32 = 11;
+    pub const JOIN_MIX: u32 = 12;
+    pub const LEAVE_MIX: u32 = 13;
 
     pub const SESSION_OPENED: u32 = 101;
     pub const SESSION_FAILED: u32 = 102;
@@ -413,6 +468,9 @@ pub mod kinds {
     pub const BRIDGED: u32 = 109;
     pub const UNBRIDGED: u32 = 110;
     pub const RTP_TIMEOUT: u32 = 111;
+    pub const MIX_JOINED: u32 = 112;
+    pub const MIX_LEFT: u32 = 113;
+    pub const SPEAKING: u32 = 114;
 }
 
 /// Why a [`Record`] is not a valid [`Command`] or [`Event`].
@@ -555,6 +613,39 @@ struct PeerBody {
 struct RtpTimeoutBody {
     idle_ms: u32,
     reserved: [u8; 76],
+}
+
+/// The body of `JoinMix`, `MixJoined`, `MixLeft` and `Speaking`: the mix and the
+/// member's flags (`flag` is `speaking` for `Speaking`; zero where unused).
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct MixBody {
+    mix: u64,
+    muted: u8,
+    deaf: u8,
+    flag: u8,
+    reserved: [u8; 69],
+}
+
+fn mix_body(mix: MixId, muted: bool, deaf: bool, flag: bool) -> [u8; RECORD_BODY_SIZE] {
+    must_cast(MixBody {
+        mix: mix.0,
+        muted: u8::from(muted),
+        deaf: u8::from(deaf),
+        flag: u8::from(flag),
+        ..Zeroable::zeroed()
+    })
+}
+
+/// The mix and the three flags of a [`MixBody`], each validated.
+fn decode_mix(body: [u8; RECORD_BODY_SIZE]) -> Result<(MixId, bool, bool, bool), DecodeError> {
+    let body: MixBody = must_cast(body);
+    Ok((
+        MixId(body.mix),
+        flag("muted", body.muted)?,
+        flag("deaf", body.deaf)?,
+        flag("speaking", body.flag)?,
+    ))
 }
 
 fn peer_body(peer: SessionId) -> [u8; RECORD_BODY_SIZE] {
@@ -718,7 +809,9 @@ impl Command {
             | Command::StartRecording { session, .. }
             | Command::StopRecording { session }
             | Command::Bridge { session, .. }
-            | Command::Unbridge { session } => session,
+            | Command::Unbridge { session }
+            | Command::JoinMix { session, .. }
+            | Command::LeaveMix { session } => session,
         }
     }
 
@@ -818,6 +911,15 @@ impl Command {
             Command::Unbridge { session } => {
                 record(kinds::UNBRIDGE, session, [0; RECORD_BODY_SIZE])
             }
+            Command::JoinMix {
+                session,
+                mix,
+                muted,
+                deaf,
+            } => record(kinds::JOIN_MIX, session, mix_body(mix, muted, deaf, false)),
+            Command::LeaveMix { session } => {
+                record(kinds::LEAVE_MIX, session, [0; RECORD_BODY_SIZE])
+            }
         }
     }
 
@@ -895,6 +997,16 @@ impl Command {
                 peer: decode_peer(r.body),
             }),
             kinds::UNBRIDGE => Ok(Command::Unbridge { session }),
+            kinds::JOIN_MIX => {
+                let (mix, muted, deaf, _) = decode_mix(r.body)?;
+                Ok(Command::JoinMix {
+                    session,
+                    mix,
+                    muted,
+                    deaf,
+                })
+            }
+            kinds::LEAVE_MIX => Ok(Command::LeaveMix { session }),
             kind => Err(DecodeError::UnknownKind(kind)),
         }
     }
@@ -914,7 +1026,10 @@ impl Event {
             | Event::RecordingDone { session, .. }
             | Event::Bridged { session, .. }
             | Event::Unbridged { session, .. }
-            | Event::RtpTimeout { session, .. } => session,
+            | Event::RtpTimeout { session, .. }
+            | Event::MixJoined { session, .. }
+            | Event::MixLeft { session, .. }
+            | Event::Speaking { session, .. } => session,
         }
     }
 
@@ -1011,6 +1126,28 @@ impl Event {
                 };
                 record(kinds::RTP_TIMEOUT, session, must_cast(body))
             }
+            Event::MixJoined {
+                session,
+                mix,
+                muted,
+                deaf,
+            } => record(
+                kinds::MIX_JOINED,
+                session,
+                mix_body(mix, muted, deaf, false),
+            ),
+            Event::MixLeft { session, mix } => {
+                record(kinds::MIX_LEFT, session, mix_body(mix, false, false, false))
+            }
+            Event::Speaking {
+                session,
+                mix,
+                speaking,
+            } => record(
+                kinds::SPEAKING,
+                session,
+                mix_body(mix, false, false, speaking),
+            ),
         }
     }
 
@@ -1091,6 +1228,27 @@ impl Event {
                 Ok(Event::RtpTimeout {
                     session,
                     idle_ms: body.idle_ms,
+                })
+            }
+            kinds::MIX_JOINED => {
+                let (mix, muted, deaf, _) = decode_mix(r.body)?;
+                Ok(Event::MixJoined {
+                    session,
+                    mix,
+                    muted,
+                    deaf,
+                })
+            }
+            kinds::MIX_LEFT => Ok(Event::MixLeft {
+                session,
+                mix: decode_mix(r.body)?.0,
+            }),
+            kinds::SPEAKING => {
+                let (mix, _, _, speaking) = decode_mix(r.body)?;
+                Ok(Event::Speaking {
+                    session,
+                    mix,
+                    speaking,
                 })
             }
             kind => Err(DecodeError::UnknownKind(kind)),
@@ -1197,10 +1355,23 @@ mod tests {
                 peer: SessionId(u64::MAX),
             },
             Command::Unbridge { session: s },
+            Command::JoinMix {
+                session: s,
+                mix: MixId(u64::MAX),
+                muted: true,
+                deaf: false,
+            },
+            Command::JoinMix {
+                session: s,
+                mix: MixId(7),
+                muted: false,
+                deaf: true,
+            },
+            Command::LeaveMix { session: s },
         ];
         for command in commands {
             let record = command.encode();
-            assert!((1..=15).contains(&record.kind));
+            assert!((1..=99).contains(&record.kind));
             assert_eq!(record.session, s.0);
             assert_eq!(record.flags, 0);
             assert_eq!(Command::decode(&record), Ok(command));
@@ -1249,6 +1420,26 @@ mod tests {
                 packets_received: 12,
             },
             Event::SessionUpdated { session: s },
+            Event::MixJoined {
+                session: s,
+                mix: MixId(9),
+                muted: false,
+                deaf: true,
+            },
+            Event::MixLeft {
+                session: s,
+                mix: MixId(u64::MAX),
+            },
+            Event::Speaking {
+                session: s,
+                mix: MixId(9),
+                speaking: true,
+            },
+            Event::Speaking {
+                session: s,
+                mix: MixId(9),
+                speaking: false,
+            },
         ];
         for event in events {
             let record = event.encode();
@@ -1507,6 +1698,15 @@ mod tests {
             (any_session(), any_session())
                 .prop_map(|(session, peer)| Command::Bridge { session, peer }),
             any_session().prop_map(|session| Command::Unbridge { session }),
+            (any_session(), any::<u64>(), any::<bool>(), any::<bool>()).prop_map(
+                |(session, mix, muted, deaf)| Command::JoinMix {
+                    session,
+                    mix: MixId(mix),
+                    muted,
+                    deaf,
+                }
+            ),
+            any_session().prop_map(|session| Command::LeaveMix { session }),
         ]
     }
 
@@ -1575,6 +1775,25 @@ mod tests {
                 .prop_map(|(session, peer)| Event::Unbridged { session, peer }),
             (any_session(), any::<u32>())
                 .prop_map(|(session, idle_ms)| Event::RtpTimeout { session, idle_ms }),
+            (any_session(), any::<u64>(), any::<bool>(), any::<bool>()).prop_map(
+                |(session, mix, muted, deaf)| Event::MixJoined {
+                    session,
+                    mix: MixId(mix),
+                    muted,
+                    deaf,
+                }
+            ),
+            (any_session(), any::<u64>()).prop_map(|(session, mix)| Event::MixLeft {
+                session,
+                mix: MixId(mix)
+            }),
+            (any_session(), any::<u64>(), any::<bool>()).prop_map(|(session, mix, speaking)| {
+                Event::Speaking {
+                    session,
+                    mix: MixId(mix),
+                    speaking,
+                }
+            }),
         ]
     }
 

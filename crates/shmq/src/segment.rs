@@ -31,7 +31,7 @@ pub const MAGIC: [u8; 8] = *b"SWBDSHMQ";
 
 /// Version of the whole ABI (segment layout, record layouts, attach protocol). Bump it on any
 /// incompatible change; both sides refuse to talk across versions.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// The most workers a segment may have.
 pub const MAX_WORKERS: usize = 1024;
