@@ -79,6 +79,7 @@ struct Inner {
     /// URL → prepared download.
     fetched: Memo<String>,
     /// Ringback tone name → its rendered cycle.
+    /// Ringbacks and melodies, by name.
     ringbacks: Memo<&'static str>,
     tts_runs: AtomicU64,
     http_fetches: AtomicU64,
@@ -208,6 +209,21 @@ impl MediaCache {
             let temp_serial = self.inner.temp_counter.fetch_add(1, Ordering::Relaxed);
             tokio::task::spawn_blocking(move || {
                 store_file(&dir, &tones::render_ulaw(&tone), temp_serial)
+            })
+            .await
+            .map_err(|e| MediaError::Internal(format!("tone task: {e}")))?
+        })
+        .await
+    }
+
+    /// A platform sound (conference beeps, hold music) as a cached file, made once.
+    pub async fn melody(&self, melody: &tones::Melody) -> Result<Prepared, MediaError> {
+        let melody = *melody;
+        self.memoized(&self.inner.ringbacks, melody.name, || async {
+            let dir = self.inner.cfg.dir.clone();
+            let temp_serial = self.inner.temp_counter.fetch_add(1, Ordering::Relaxed);
+            tokio::task::spawn_blocking(move || {
+                store_file(&dir, &tones::render_melody_ulaw(&melody), temp_serial)
             })
             .await
             .map_err(|e| MediaError::Internal(format!("tone task: {e}")))?

@@ -1,6 +1,7 @@
-//! Call-progress tones as telephony-ready audio: the ringback a caller hears while a
-//! `<Dial>` rings. One file holds one cadence cycle (tone bursts, then the pause), so a
-//! `Play` with `loops = 0` repeats it for as long as the call rings.
+//! Call-progress tones and platform sounds as telephony-ready audio: the ringback a caller
+//! hears while a `<Dial>` rings (one file holds one cadence cycle, tone bursts then the
+//! pause, so a `Play` with `loops = 0` repeats it for as long as the call rings), and the
+//! [`Melody`]s of conferences: the enter and exit beeps and the platform's hold music.
 //!
 //! Frequencies and cadences follow ITU-T E.180 Supplement 2 for the countries Twilio's
 //! `ringTone` names most often; any other country gets the North American tone.
@@ -88,6 +89,74 @@ pub fn render_ulaw(tone: &Ringback) -> Vec<u8> {
     out
 }
 
+/// A short sequence of notes (frequencies sounding together, for so many milliseconds; no
+/// frequency is a rest), each note faded in and out over a few milliseconds so it does not
+/// click.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Melody {
+    /// A short name for the sound (the cache key; distinct from the ringbacks' names).
+    pub name: &'static str,
+    pub notes: &'static [(&'static [u32], u32)],
+}
+
+/// A participant entered a conference: a rising two-note beep.
+pub const BEEP_ENTER: Melody = Melody {
+    name: "beep-enter",
+    notes: &[(&[880], 120), (&[1320], 180)],
+};
+
+/// A participant left a conference: a falling two-note beep.
+pub const BEEP_EXIT: Melody = Melody {
+    name: "beep-exit",
+    notes: &[(&[1320], 120), (&[880], 180)],
+};
+
+/// The wait and hold music when the application names none: a slow C-major arpeggio with a
+/// rest, about four seconds per cycle (played looping).
+pub const HOLD_MUSIC: Melody = Melody {
+    name: "hold-music",
+    notes: &[
+        (&[262], 350),
+        (&[], 50),
+        (&[330], 350),
+        (&[], 50),
+        (&[392], 350),
+        (&[], 50),
+        (&[523], 500),
+        (&[], 100),
+        (&[392], 350),
+        (&[], 50),
+        (&[330], 350),
+        (&[], 50),
+        (&[262, 392], 700),
+        (&[], 1000),
+    ],
+};
+
+/// Fade in/out of each note, in samples (5 ms).
+const NOTE_RAMP: u32 = 40;
+
+/// `melody` as raw μ-law at 8 kHz.
+pub fn render_melody_ulaw(melody: &Melody) -> Vec<u8> {
+    let rate = f64::from(TELEPHONY_RATE);
+    let samples_per_ms = TELEPHONY_RATE / 1000;
+    let mut out = Vec::new();
+    for &(frequencies, ms) in melody.notes {
+        let len = ms * samples_per_ms;
+        out.extend((0..len).map(|n| {
+            let t = f64::from(n) / rate;
+            let edge = n.min(len.saturating_sub(1).saturating_sub(n));
+            let ramp = f64::from(edge.min(NOTE_RAMP)) / f64::from(NOTE_RAMP);
+            let value: f64 = frequencies
+                .iter()
+                .map(|&f| ramp * TONE_AMPLITUDE * (TAU * f64::from(f) * t).sin())
+                .sum();
+            linear_to_ulaw(value.round().clamp(-32768.0, 32767.0) as i16)
+        }));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +203,31 @@ mod tests {
         assert_eq!(ringback_for(Some("fr")), RINGBACK_FR);
         assert_eq!(ringback_for(Some("xx")), RINGBACK_US);
         assert_eq!(render_ulaw(&RINGBACK_UK).len(), 3 * 8000);
+    }
+
+    #[test]
+    fn beeps_rise_and_fall_and_hold_music_loops_a_few_seconds() {
+        let enter: Vec<i16> = render_melody_ulaw(&BEEP_ENTER)
+            .into_iter()
+            .map(ulaw_to_linear)
+            .collect();
+        assert_eq!(enter.len(), 300 * 8);
+        let (first, second) = enter.split_at(120 * 8);
+        assert!(power_at(first, 880.0) > 10.0 * power_at(first, 1320.0));
+        assert!(power_at(second, 1320.0) > 10.0 * power_at(second, 880.0));
+        let exit: Vec<i16> = render_melody_ulaw(&BEEP_EXIT)
+            .into_iter()
+            .map(ulaw_to_linear)
+            .collect();
+        let (first, _) = exit.split_at(120 * 8);
+        assert!(power_at(first, 1320.0) > 10.0 * power_at(first, 880.0));
+        // Notes start from silence (no click) and the names never clash with ringbacks.
+        assert!(enter[0].abs() < 64, "{}", enter[0]);
+        let hold = render_melody_ulaw(&HOLD_MUSIC);
+        let seconds = hold.len() as f64 / 8000.0;
+        assert!((3.0..6.0).contains(&seconds), "{seconds}");
+        for name in [BEEP_ENTER.name, BEEP_EXIT.name, HOLD_MUSIC.name] {
+            assert_ne!(ringback_for(Some(name)).name, name);
+        }
     }
 }

@@ -62,6 +62,19 @@ pub enum MediaSource {
     Ringback {
         country: Option<String>,
     },
+    /// A platform tone (conference beeps, hold music).
+    Tone(ToneKind),
+}
+
+/// The platform's own sounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToneKind {
+    /// A participant entered the conference.
+    BeepEnter,
+    /// A participant left it.
+    BeepExit,
+    /// The wait and hold music when the application names none.
+    HoldMusic,
 }
 
 /// A SIP action on the call's inbound leg.
@@ -182,6 +195,10 @@ pub enum Input {
     Bridged,
     /// The relay of this call's session ended (`Unbridge`, or the other leg closed).
     Unbridged,
+    /// News from the conference room this call is in.
+    Conference(crate::conference::Notice),
+    /// The media plane's voice activity on this call's audio in a conference mix.
+    Speaking { speaking: bool },
 }
 
 /// A live update of a call, as `POST /Calls/{Sid}` asks for it.
@@ -234,6 +251,15 @@ pub enum Output {
     /// This call is a `<Dial>` leg: tell the call that dialled it (the driver fills in
     /// `Ended`'s duration).
     LegEvent(LegEvent),
+    /// Join a conference room (`<Dial><Conference>`); the room answers with
+    /// [`Input::Conference`] notices.
+    JoinConference(Box<ConferenceJoin>),
+    /// Leave the conference room this call is in.
+    LeaveConference {
+        reason: crate::conference::LeaveReason,
+    },
+    /// Voice activity of this participant, for the room's `speaker` events.
+    ConferenceSpeaking { speaking: bool },
     /// Nothing more will happen; the driver may drop the call.
     Finished,
 }
@@ -341,6 +367,8 @@ enum Step {
     /// A `<Dial>` leg, answered and ready: the call that dialled it bridges (or has bridged)
     /// the media; waiting for either side to hang up.
     Connected,
+    /// In a `<Dial><Conference>`: waiting for it to start, or in its mix.
+    Conference,
     /// Hanging up; waiting for the leg to go.
     Ending,
     Done,
@@ -397,6 +425,8 @@ pub struct Call {
     leg_gone: bool,
     /// A `<Dial>` leg: it told its caller it is ready to be bridged.
     leg_ready_sent: bool,
+    /// The `<Dial><Conference>` this call is in.
+    conference: Option<conference::ConferenceState>,
 }
 
 impl Call {
@@ -423,6 +453,7 @@ impl Call {
             next_leg_id: 0,
             leg_gone: false,
             leg_ready_sent: false,
+            conference: None,
         }
     }
 
@@ -496,9 +527,15 @@ impl Call {
             return;
         }
         match input {
-            Input::AppResult { request_id, result } => self.on_app_result(request_id, result),
+            Input::AppResult { request_id, result } => {
+                if !self.on_conference_app_result(request_id, &result) {
+                    self.on_app_result(request_id, result)
+                }
+            }
             Input::MediaPrepared { request_id, result } => {
-                if !self.on_ringback_prepared(request_id, &result) {
+                if !self.on_ringback_prepared(request_id, &result)
+                    && !self.on_conference_media_prepared(request_id, &result)
+                {
                     self.on_media_prepared(request_id, result)
                 }
             }
@@ -516,6 +553,7 @@ impl Call {
                 }
             }
             Input::SessionFailed if self.bridge_requested() => self.on_bridge_refused(),
+            Input::SessionFailed if self.mix_requested() => self.on_mix_refused(),
             Input::SessionFailed => {
                 // No media for the call: refuse it now rather than after the app answers.
                 self.session = SessionState::Failed;
@@ -528,6 +566,8 @@ impl Call {
                 self.step = Step::Idle;
                 self.start_outbound_app();
             }
+            Input::PlayDone { play_id } | Input::PlayFailed { play_id }
+                if self.on_conference_play_done(play_id) => {}
             Input::PlayDone { play_id } | Input::PlayFailed { play_id } => {
                 if self.step == (Step::Playing { play_id }) {
                     self.step = Step::Idle;
@@ -582,6 +622,8 @@ impl Call {
             Input::DialRefused { code, message } => self.on_dial_refused(code, message),
             Input::Bridged => self.on_bridged(),
             Input::Unbridged => {}
+            Input::Conference(notice) => self.on_conference_notice(notice),
+            Input::Speaking { speaking } => self.on_speaking(speaking),
         }
     }
 
@@ -627,6 +669,7 @@ impl Call {
     /// document can take over; late results of the old step are ignored by their ids.
     fn leave_current_verb(&mut self) {
         self.abandon_dial();
+        self.abandon_conference();
         if matches!(self.step, Step::Playing { .. } | Step::Preparing { .. })
             || self.gather.is_some()
         {
@@ -1048,7 +1091,7 @@ impl Call {
     }
 
     fn on_digit(&mut self, digit: char) {
-        if self.on_dial_digit(digit) {
+        if self.on_dial_digit(digit) || self.on_conference_digit(digit) {
             return;
         }
         let Some(gather) = &mut self.gather else {
@@ -1251,6 +1294,7 @@ impl Call {
         self.status_event("completed", status.as_str());
         // A `<Dial>` in progress: its legs are hung up, its outcome reported.
         self.caller_gone_during_dial();
+        self.conference_call_gone();
         if self.is_dial_leg() {
             self.outputs.push_back(Output::LegEvent(LegEvent::Ended {
                 status,
@@ -1365,6 +1409,10 @@ pub use outbound::{OutboundSetup, RecordSetup};
 #[path = "call_dial.rs"]
 mod dial;
 pub use dial::{DialLegPlan, DialLegTarget, DialPlan, LegEvent};
+
+#[path = "call_conference.rs"]
+mod conference;
+pub use conference::ConferenceJoin;
 
 #[cfg(test)]
 #[path = "call_tests.rs"]

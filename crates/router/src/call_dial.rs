@@ -212,6 +212,17 @@ impl Call {
                 }
             }
         }
+        if let Some(DialTarget::Conference(spec)) = dial.targets.first() {
+            // A conference is always the `<Dial>`'s only noun.
+            let spec = spec.clone();
+            if !self.answered {
+                if let SessionState::Open(port) = self.session {
+                    self.answer(port);
+                }
+            }
+            self.start_conference(&dial, &spec);
+            return;
+        }
         let mut legs = Vec::new();
         for target in &dial.targets {
             let (target, send_digits, callbacks) = match target {

@@ -1720,3 +1720,272 @@ fn rtp_timeout_hangs_up_an_answered_call_as_completed_and_is_ignored_before_answ
         "{out:?}"
     );
 }
+
+// ----- <Dial><Conference> ------------------------------------------------------------------
+
+fn conference_join_of(out: &[Output]) -> ConferenceJoin {
+    out.iter()
+        .find_map(|o| match o {
+            Output::JoinConference(join) => Some((**join).clone()),
+            _ => None,
+        })
+        .expect("a JoinConference output")
+}
+
+fn joined(call: &mut Call) {
+    call.handle(Input::Conference(crate::conference::Notice::Joined {
+        conference_sid: "CF1".into(),
+        mix: shmq::MixId(77),
+    }));
+}
+
+#[test]
+fn conference_answers_joins_the_room_and_waits_with_hold_music() {
+    let body = r#"<Response><Dial><Conference muted="true" beep="onEnter"
+        endConferenceOnExit="true" participantLabel="agent" statusCallback="/conf"
+        statusCallbackEvent="join leave">room 7</Conference></Dial></Response>"#;
+    let (mut call, out) = started_with(body, config(None, None));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Sip(SipAction::Answer { .. }))));
+    let join = conference_join_of(&out);
+    assert_eq!(join.name, "room 7");
+    assert_eq!(join.request.call_sid, "CA1");
+    assert!(join.request.muted && join.request.end_conference_on_exit);
+    assert_eq!(join.request.beep, twiml::ConferenceBeep::OnEnter);
+    assert_eq!(join.request.label.as_deref(), Some("agent"));
+    let callback = join.request.status_callback.expect("a status callback");
+    assert_eq!(callback.url, "http://app.test/conf");
+    assert_eq!(
+        callback.events,
+        vec![twiml::ConferenceEvent::Join, twiml::ConferenceEvent::Leave]
+    );
+    joined(&mut call);
+    assert_eq!(call.conference_sid(), Some("CF1"));
+    call.handle(Input::Conference(crate::conference::Notice::Wait));
+    let out = drain(&mut call);
+    let (id, source) = prepare_of(&out);
+    assert_eq!(source, MediaSource::Tone(ToneKind::HoldMusic));
+    call.handle(Input::MediaPrepared {
+        request_id: id,
+        result: Ok(media_id()),
+    });
+    let out = drain(&mut call);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Media(Command::Play { loops: 0, .. })
+    )));
+
+    // Live: the wait music stops, the session joins the mix.
+    call.handle(Input::Conference(crate::conference::Notice::Live {
+        muted: true,
+        hold: false,
+        hold_url: None,
+        hold_method: HttpMethod::Get,
+    }));
+    let out = drain(&mut call);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Media(Command::StopPlayback { .. }))));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Media(Command::JoinMix {
+            session: SessionId(7),
+            mix: shmq::MixId(77),
+            muted: true,
+            deaf: false
+        })
+    )));
+
+    // A beep is played over the mix; its end changes nothing.
+    call.handle(Input::Conference(crate::conference::Notice::Beep(
+        crate::conference::Beep::Enter,
+    )));
+    let out = drain(&mut call);
+    let (id, source) = prepare_of(&out);
+    assert_eq!(source, MediaSource::Tone(ToneKind::BeepEnter));
+    call.handle(Input::MediaPrepared {
+        request_id: id,
+        result: Ok(media_id()),
+    });
+    let out = drain(&mut call);
+    let beep = play_of(&out);
+    call.handle(Input::PlayDone { play_id: beep });
+    assert!(drain(&mut call).is_empty());
+
+    // The caller hangs up: the room hears it.
+    call.handle(Input::RemoteHangup);
+    let out = drain(&mut call);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::LeaveConference {
+            reason: crate::conference::LeaveReason::HungUp
+        }
+    )));
+    assert!(out.iter().any(|o| matches!(o, Output::Finished)));
+}
+
+#[test]
+fn leaving_a_conference_goes_to_the_action_and_star_asks_to_leave() {
+    let body = r#"<Response><Dial action="/after" hangupOnStar="true"><Conference>r</Conference></Dial><Say>unused</Say></Response>"#;
+    let (mut call, _) = started_with(body, config(None, None));
+    joined(&mut call);
+    call.handle(Input::Conference(crate::conference::Notice::Live {
+        muted: false,
+        hold: false,
+        hold_url: None,
+        hold_method: HttpMethod::Get,
+    }));
+    drain(&mut call);
+    call.handle(Input::Dtmf { digit: '1' });
+    assert!(drain(&mut call).is_empty(), "only * leaves");
+    call.handle(Input::Dtmf { digit: '*' });
+    let out = drain(&mut call);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::LeaveConference {
+            reason: crate::conference::LeaveReason::HangupOnStar
+        }
+    )));
+    call.handle(Input::Conference(crate::conference::Notice::Left));
+    let out = drain(&mut call);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Media(Command::LeaveMix { session: SessionId(7) }))));
+    let (_, request) = fetch_of(&out);
+    assert_eq!(request.url, "http://app.test/after");
+    assert_eq!(call.conference_sid(), None);
+}
+
+#[test]
+fn without_an_action_the_document_goes_on_after_the_conference() {
+    let body = r#"<Response><Dial><Conference waitUrl="">r</Conference></Dial><Say>after</Say></Response>"#;
+    let (mut call, out) = started_with(body, config(None, None));
+    assert!(out
+        .iter()
+        .all(|o| !matches!(o, Output::PrepareMedia { .. })));
+    joined(&mut call);
+    call.handle(Input::Conference(crate::conference::Notice::Wait));
+    assert!(
+        drain(&mut call).is_empty(),
+        "an empty waitUrl waits in silence"
+    );
+    call.handle(Input::Conference(crate::conference::Notice::Left));
+    let out = drain(&mut call);
+    let (_, source) = prepare_of(&out);
+    assert!(matches!(source, MediaSource::Say { ref text, .. } if text == "after"));
+}
+
+#[test]
+fn a_wait_url_document_plays_its_items_and_runs_again() {
+    let body = r#"<Response><Dial><Conference waitUrl="/wait" waitMethod="GET">r</Conference></Dial></Response>"#;
+    let (mut call, _) = started_with(body, config(None, None));
+    joined(&mut call);
+    call.handle(Input::Conference(crate::conference::Notice::Wait));
+    let out = drain(&mut call);
+    let (id, request) = fetch_of(&out);
+    assert_eq!(request.url, "http://app.test/wait");
+    assert_eq!(request.method, HttpMethod::Get);
+    assert_eq!(param(&request, "ConferenceSid"), Some("CF1"));
+    call.handle(Input::AppResult {
+        request_id: id,
+        result: twiml(
+            "http://app.test/wait",
+            "<Response><Say>please hold</Say><Pause length=\"2\"/><Dial>1</Dial></Response>",
+        ),
+    });
+    let out = drain(&mut call);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Notify(n) if n.code == 13201 && n.warning)),
+        "a verb not allowed in a wait document is reported"
+    );
+    let (id, source) = prepare_of(&out);
+    assert!(matches!(source, MediaSource::Say { ref text, .. } if text == "please hold"));
+    call.handle(Input::MediaPrepared {
+        request_id: id,
+        result: Ok(media_id()),
+    });
+    let say = play_of(&drain(&mut call));
+    call.handle(Input::PlayDone { play_id: say });
+    let out = drain(&mut call);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Media(Command::Silence {
+            duration_ms: 2000,
+            ..
+        })
+    )));
+    let pause = play_of(&out);
+    call.handle(Input::PlayDone { play_id: pause });
+    let (_, again) = fetch_of(&drain(&mut call));
+    assert_eq!(again.url, "http://app.test/wait");
+}
+
+#[test]
+fn hold_joins_deaf_with_hold_music_and_a_refused_mix_moves_on() {
+    let body = r#"<Response><Dial><Conference>r</Conference></Dial></Response>"#;
+    let (mut call, _) = started_with(body, config(None, None));
+    joined(&mut call);
+    call.handle(Input::Conference(crate::conference::Notice::Live {
+        muted: false,
+        hold: true,
+        hold_url: None,
+        hold_method: HttpMethod::Get,
+    }));
+    let out = drain(&mut call);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Media(Command::JoinMix {
+            muted: true,
+            deaf: true,
+            ..
+        })
+    )));
+    let (_, source) = prepare_of(&out);
+    assert_eq!(source, MediaSource::Tone(ToneKind::HoldMusic));
+    // The media plane refuses the mix: a notification, out of the room, on with the
+    // document (here: its end, so the call hangs up).
+    call.handle(Input::SessionFailed);
+    let out = drain(&mut call);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Notify(n) if n.code == 13227)));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::LeaveConference { .. })));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Sip(SipAction::Hangup))));
+}
+
+#[test]
+fn a_live_redirect_takes_the_call_out_of_the_conference() {
+    let body = r#"<Response><Dial><Conference>r</Conference></Dial></Response>"#;
+    let (mut call, _) = started_with(body, config(None, None));
+    joined(&mut call);
+    call.handle(Input::Conference(crate::conference::Notice::Live {
+        muted: false,
+        hold: false,
+        hold_url: None,
+        hold_method: HttpMethod::Get,
+    }));
+    drain(&mut call);
+    call.handle(Input::Control(CallUpdate::Twiml(
+        "<Response><Say>bye</Say></Response>".into(),
+    )));
+    let out = drain(&mut call);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::LeaveConference {
+            reason: crate::conference::LeaveReason::Redirected
+        }
+    )));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Media(Command::LeaveMix { .. }))));
+    // Late notices from the room change nothing.
+    call.handle(Input::Conference(crate::conference::Notice::Left));
+    let late = drain(&mut call);
+    assert!(late.is_empty(), "{late:?}");
+}

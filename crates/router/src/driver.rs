@@ -23,8 +23,10 @@ use webhook::{WebhookClient, WebhookRequest};
 use crate::call::OutboundSetup;
 use crate::call::{
     AppRequest, AppResult, Call, CallConfig, CallUpdate, DialLegPlan, DialLegTarget, DialPlan,
-    Input, LegEvent, MediaSetup, MediaSource, NotificationInfo, Output, SipAction,
+    Input, LegEvent, MediaSetup, MediaSource, NotificationInfo, Output, SipAction, ToneKind,
 };
+use crate::conference::LeaveReason;
+use crate::conferences::{Conferences, RoomRecord};
 use crate::channels::{ChannelTicket, TrunkChannels};
 use crate::media_plane::{session_beside, MediaPlane, MediaPlaneError};
 use crate::params::CallParams;
@@ -62,6 +64,8 @@ struct Inner {
     /// Trunk capacity: outbound calls beyond a trunk's `max_channels` wait here.
     channels: TrunkChannels,
     recordings: RecordingReporter,
+    /// The conference rooms of this node.
+    conferences: Conferences,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,6 +116,7 @@ impl CallRouter {
                 legs: Mutex::new(HashMap::new()),
                 calls: Mutex::new(HashMap::new()),
                 channels: TrunkChannels::new(),
+                conferences: Conferences::default(),
             }),
         }
     }
@@ -133,6 +138,33 @@ impl CallRouter {
         match lock(&self.inner.calls).get(call_sid) {
             Some(call) => call.send(Input::Control(update)).is_ok(),
             None => false,
+        }
+    }
+
+    /// The live conference rooms (the REST API reads and changes them).
+    pub fn conferences(&self) -> &Conferences {
+        &self.inner.conferences
+    }
+
+    /// The webhook client the router signs requests with.
+    pub(crate) fn webhook(&self) -> WebhookClient {
+        self.inner.webhook.clone()
+    }
+
+    /// Stores a conference room's state (logged, not fatal, when the store fails).
+    pub(crate) async fn store_conference(&self, record: &RoomRecord) {
+        let conference = store::Conference {
+            sid: record.sid.clone(),
+            account_sid: record.account_sid.clone(),
+            friendly_name: record.friendly_name.clone(),
+            status: record.status.to_string(),
+            reason_conference_ended: record.reason_ended.clone(),
+            call_sid_ending_conference: record.call_sid_ending.clone(),
+            date_created: record.date_created,
+            date_updated: record.date_updated,
+        };
+        if let Err(e) = self.inner.store.upsert_conference(&conference).await {
+            tracing::error!(conference = %record.sid, error = %e, "cannot store conference");
         }
     }
 
@@ -245,6 +277,12 @@ impl CallRouter {
         for timer in run.timers.drain(..) {
             timer.abort();
         }
+        // A call that vanished without saying so leaves its conference all the same.
+        self.inner
+            .conferences
+            .leave(&run.call_sid, LeaveReason::HungUp)
+            .deliver(self)
+            .await;
         self.inner.media.unregister(session);
         lock(&self.inner.calls).remove(&run.call_sid);
         if let Some(leg) = run.leg {
@@ -915,7 +953,7 @@ impl CallRouter {
         Ok((Call::new(config), record))
     }
 
-    async fn auth_token(&self, account_sid: &str) -> String {
+    pub(crate) async fn auth_token(&self, account_sid: &str) -> String {
         match self.inner.store.account(account_sid).await {
             Ok(Some(account)) => account.auth_token,
             _ => String::new(),
@@ -1205,6 +1243,14 @@ impl CallRun<'_> {
                         MediaSource::Ringback { country } => {
                             cache.ringback(country.as_deref()).await
                         }
+                        MediaSource::Tone(kind) => {
+                            let tone = match kind {
+                                ToneKind::BeepEnter => media_layer::tones::BEEP_ENTER,
+                                ToneKind::BeepExit => media_layer::tones::BEEP_EXIT,
+                                ToneKind::HoldMusic => media_layer::tones::HOLD_MUSIC,
+                            };
+                            cache.melody(&tone).await
+                        }
                     };
                     let result = prepared
                         .map(|p| p.id)
@@ -1315,6 +1361,27 @@ impl CallRun<'_> {
                     link.report(&self.call_sid, event);
                 }
             }
+            Output::JoinConference(join) => {
+                inner
+                    .conferences
+                    .join(&self.account_sid, *join, self.tx.clone())
+                    .deliver(self.router)
+                    .await;
+            }
+            Output::LeaveConference { reason } => {
+                inner
+                    .conferences
+                    .leave(&self.call_sid, reason)
+                    .deliver(self.router)
+                    .await;
+            }
+            Output::ConferenceSpeaking { speaking } => {
+                inner
+                    .conferences
+                    .speaking(&self.call_sid, speaking)
+                    .deliver(self.router)
+                    .await;
+            }
             Output::Finished => self.finished = true,
         }
     }
@@ -1363,7 +1430,7 @@ async fn send_media(media: &MediaPlane, command: &shmq::Command) -> Result<(), M
     }
 }
 
-fn webhook_request(request: &AppRequest, auth_token: String) -> WebhookRequest {
+pub(crate) fn webhook_request(request: &AppRequest, auth_token: String) -> WebhookRequest {
     WebhookRequest {
         url: request.url.clone(),
         method: match request.method {

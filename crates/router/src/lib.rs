@@ -6,11 +6,15 @@
 //! (a `<Dial>` leg is a call of its own, reporting to the call that dialled it);
 //! [`media_plane`] is the control side of the shmq rings; [`channel_pool`] accounts for
 //! trunk capacity (outbound calls beyond a trunk's `max_channels` wait, in order) and
-//! [`channels`] wakes the calls it lets through.
+//! [`channels`] wakes the calls it lets through. [`conference`] is the sans-IO core of a
+//! conference room and [`conferences`] the registry of live rooms that calls and the REST
+//! API share.
 
 pub mod call;
 pub mod channel_pool;
 pub mod channels;
+pub mod conference;
+pub mod conferences;
 pub mod driver;
 pub mod media_plane;
 pub mod params;
@@ -18,5 +22,6 @@ mod recordings;
 
 pub use call::{Call, CallConfig, CallUpdate, Input, Output};
 pub use driver::{CallRouter, OutboundRequest, PlaceError, RouterConfig};
+pub use conferences::{ConferenceError, Conferences, Effects, RoomRecord};
 pub use media_plane::MediaPlane;
 pub use recordings::RecordRequest;

@@ -216,8 +216,8 @@ impl MediaPlane {
             Event::Bridged { .. } => Input::Bridged,
             Event::Unbridged { .. } => Input::Unbridged,
             Event::SessionClosed { .. } | Event::SessionUpdated { .. } => return,
-            // No conference yet: nothing joins a mix.
-            Event::MixJoined { .. } | Event::MixLeft { .. } | Event::Speaking { .. } => return,
+            Event::MixJoined { .. } | Event::MixLeft { .. } => return,
+            Event::Speaking { speaking, .. } => Input::Speaking { speaking },
             Event::RtpTimeout { idle_ms, .. } => {
                 tracing::warn!(session = session.0, idle_ms, "no RTP received: RTP timeout");
                 Input::RtpTimeout { idle_ms }

@@ -8,6 +8,7 @@
 mod call_observer;
 mod call_requests;
 mod caller_ids;
+mod conferences;
 mod migrations;
 mod paging;
 mod recordings;
@@ -16,6 +17,7 @@ mod resources;
 mod trunks;
 pub use call_observer::CallObserver;
 pub use caller_ids::{CallerId, CallerIdFilter, CallerIdValidation, ValidationStatus};
+pub use conferences::{Conference, ConferenceFilter};
 pub use recordings::{Recording, RecordingFilter};
 pub use trunks::Trunk;
 

@@ -159,6 +159,18 @@ const MIGRATIONS: &[&str] = &[
     // 9: the unfinished calls, counted on every metrics scrape and at start-up.
     "CREATE INDEX calls_unfinished ON calls(status, direction)
         WHERE status IN ('queued', 'ringing', 'in-progress');",
+    // 10: conference rooms.
+    "CREATE TABLE conferences (
+        sid TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL,
+        friendly_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason_conference_ended TEXT,
+        call_sid_ending_conference TEXT,
+        date_created INTEGER NOT NULL,
+        date_updated INTEGER NOT NULL
+     );
+     CREATE INDEX conferences_by_account ON conferences(account_sid, date_created);",
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {

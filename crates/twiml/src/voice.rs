@@ -383,7 +383,7 @@ pub struct Conference {
     /// Default true.
     pub start_conference_on_enter: bool,
     pub end_conference_on_exit: bool,
-    /// `None`: platform hold music.
+    /// `None`: platform hold music; empty: silence.
     pub wait_url: Option<String>,
     pub wait_method: HttpMethod,
     /// Default 250.
@@ -1060,7 +1060,8 @@ fn convert_conference(
         })?,
         start_conference_on_enter: attributes.bool_or("startConferenceOnEnter", true)?,
         end_conference_on_exit: attributes.bool_or("endConferenceOnExit", false)?,
-        wait_url: attributes.string("waitUrl"),
+        // An empty waitUrl means silence, unlike an absent one.
+        wait_url: attributes.raw("waitUrl").map(|url| url.trim().to_owned()),
         wait_method: attributes.method_or("waitMethod", HttpMethod::Post)?,
         max_participants: attributes.u32_or("maxParticipants", 250)?,
         record: attributes.keyword_or(
