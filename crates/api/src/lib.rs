@@ -13,6 +13,7 @@ mod admin;
 mod auth;
 mod caller_ids;
 mod calls;
+mod conferences;
 mod error;
 mod exposition;
 mod format;
@@ -31,6 +32,7 @@ use rand::Rng;
 use store::Store;
 
 pub use admin::{admin_router, AdminState, TrunkSpec};
+pub use conferences::{ParticipantUpdate, ParticipantView};
 pub use error::ApiError;
 use format::Format;
 pub use metrics::{count_api_requests, Metrics, MetricsSources};
@@ -146,6 +148,37 @@ pub trait CallControl: Send + Sync {
         -> BoxFuture<'_, Result<store::CallRecord, PlaceCallError>>;
     /// Delivers a signed status callback that belongs to no call (at least once, retried).
     fn send_status_callback(&self, request: webhook::WebhookRequest);
+    /// The live participants of the account's conference; `None` when it is not live here.
+    fn participants(&self, account_sid: &str, conference_sid: &str)
+        -> Option<Vec<ParticipantView>>;
+    /// One live participant, by call SID or label.
+    fn participant(
+        &self,
+        account_sid: &str,
+        conference_sid: &str,
+        participant: &str,
+    ) -> Option<ParticipantView>;
+    /// Changes a live participant; `None` when there is no such participant.
+    fn update_participant<'a>(
+        &'a self,
+        account_sid: &'a str,
+        conference_sid: &'a str,
+        participant: &'a str,
+        update: ParticipantUpdate,
+    ) -> BoxFuture<'a, Option<ParticipantView>>;
+    /// Removes a participant from its conference; false when there is no such participant.
+    fn kick_participant<'a>(
+        &'a self,
+        account_sid: &'a str,
+        conference_sid: &'a str,
+        participant: &'a str,
+    ) -> BoxFuture<'a, bool>;
+    /// Ends a live conference; false when it is not live here.
+    fn end_conference<'a>(
+        &'a self,
+        account_sid: &'a str,
+        conference_sid: &'a str,
+    ) -> BoxFuture<'a, bool>;
 }
 
 struct NoCalls;
@@ -164,6 +197,32 @@ impl CallControl for NoCalls {
 
     fn send_status_callback(&self, request: webhook::WebhookRequest) {
         tracing::debug!(url = %request.url, "no call router: status callback dropped");
+    }
+
+    fn participants(&self, _account: &str, _conference: &str) -> Option<Vec<ParticipantView>> {
+        None
+    }
+
+    fn participant(&self, _: &str, _: &str, _: &str) -> Option<ParticipantView> {
+        None
+    }
+
+    fn update_participant<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: &'a str,
+        _: ParticipantUpdate,
+    ) -> BoxFuture<'a, Option<ParticipantView>> {
+        Box::pin(async { None })
+    }
+
+    fn kick_participant<'a>(&'a self, _: &'a str, _: &'a str, _: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    fn end_conference<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
     }
 }
 
@@ -195,6 +254,16 @@ pub fn router(state: ApiState) -> Router {
             get(keys::fetch).post(keys::update).delete(keys::delete),
         )
         .route(
+            &format!("{ACCOUNT}/Conferences/{{conference}}"),
+            get(conferences::fetch).post(conferences::update),
+        )
+        .route(
+            &format!("{ACCOUNT}/Conferences/{{conference}}/Participants/{{participant}}"),
+            get(conferences::fetch_participant)
+                .post(conferences::update_participant)
+                .delete(conferences::delete_participant),
+        )
+        .route(
             &format!("{ACCOUNT}/Recordings/{{recording}}"),
             get(recordings::fetch).delete(recordings::delete),
         )
@@ -205,7 +274,7 @@ pub fn router(state: ApiState) -> Router {
                 .delete(caller_ids::delete),
         );
     // Lists are served in every format: one route per extension.
-    let lists: [(String, MethodRouter<ApiState>); 9] = [
+    let lists: [(String, MethodRouter<ApiState>); 11] = [
         (
             "/2010-04-01/Accounts".into(),
             get(accounts::list).post(accounts::create),
@@ -235,6 +304,11 @@ pub fn router(state: ApiState) -> Router {
             get(caller_ids::list).post(caller_ids::create),
         ),
         (format!("{ACCOUNT}/Recordings"), get(recordings::list)),
+        (format!("{ACCOUNT}/Conferences"), get(conferences::list)),
+        (
+            format!("{ACCOUNT}/Conferences/{{conference}}/Participants"),
+            get(conferences::list_participants),
+        ),
         (
             format!("{ACCOUNT}/Calls/{{call}}/Recordings"),
             get(recordings::list_for_call),

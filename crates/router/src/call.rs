@@ -198,7 +198,9 @@ pub enum Input {
     /// News from the conference room this call is in.
     Conference(crate::conference::Notice),
     /// The media plane's voice activity on this call's audio in a conference mix.
-    Speaking { speaking: bool },
+    Speaking {
+        speaking: bool,
+    },
 }
 
 /// A live update of a call, as `POST /Calls/{Sid}` asks for it.
@@ -259,7 +261,9 @@ pub enum Output {
         reason: crate::conference::LeaveReason,
     },
     /// Voice activity of this participant, for the room's `speaker` events.
-    ConferenceSpeaking { speaking: bool },
+    ConferenceSpeaking {
+        speaking: bool,
+    },
     /// Nothing more will happen; the driver may drop the call.
     Finished,
 }

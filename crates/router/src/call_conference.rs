@@ -33,10 +33,17 @@ pub struct ConferenceJoin {
 enum Background {
     Off,
     /// The document or file at `url` (fetched again when its items run out).
-    Fetching { request_id: u64 },
+    Fetching {
+        request_id: u64,
+    },
     /// Preparing one item.
-    Preparing { request_id: u64, loops: u16 },
-    Playing { play_id: u32 },
+    Preparing {
+        request_id: u64,
+        loops: u16,
+    },
+    Playing {
+        play_id: u32,
+    },
     /// Nothing more to play (silence, or a document without audio).
     Idle,
 }
@@ -54,7 +61,10 @@ enum BackgroundSource {
     /// The platform's hold music.
     Platform,
     Silence,
-    Url { url: String, method: HttpMethod },
+    Url {
+        url: String,
+        method: HttpMethod,
+    },
 }
 
 /// A `<Dial><Conference>` in progress on this call.
@@ -446,7 +456,8 @@ impl Call {
                     }],
                     AppContent::Twiml => self.background_items(url, body),
                     AppContent::PlainText | AppContent::Unsupported => {
-                        let message = format!("Invalid Content-Type for wait music: {content_type}");
+                        let message =
+                            format!("Invalid Content-Type for wait music: {content_type}");
                         self.notify(12300, true, message, Some(url.clone()), None);
                         Vec::new()
                     }
@@ -635,7 +646,11 @@ impl Call {
         let Some(conference) = &mut self.conference else {
             return false;
         };
-        if let Some(index) = conference.beeps_playing.iter().position(|id| *id == play_id) {
+        if let Some(index) = conference
+            .beeps_playing
+            .iter()
+            .position(|id| *id == play_id)
+        {
             conference.beeps_playing.swap_remove(index);
             return true;
         }

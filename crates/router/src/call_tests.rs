@@ -1771,10 +1771,9 @@ fn conference_answers_joins_the_room_and_waits_with_hold_music() {
         result: Ok(media_id()),
     });
     let out = drain(&mut call);
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Media(Command::Play { loops: 0, .. })
-    )));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Media(Command::Play { loops: 0, .. }))));
 
     // Live: the wait music stops, the session joins the mix.
     call.handle(Input::Conference(crate::conference::Notice::Live {
@@ -1849,9 +1848,12 @@ fn leaving_a_conference_goes_to_the_action_and_star_asks_to_leave() {
     )));
     call.handle(Input::Conference(crate::conference::Notice::Left));
     let out = drain(&mut call);
-    assert!(out
-        .iter()
-        .any(|o| matches!(o, Output::Media(Command::LeaveMix { session: SessionId(7) }))));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Media(Command::LeaveMix {
+            session: SessionId(7)
+        })
+    )));
     let (_, request) = fetch_of(&out);
     assert_eq!(request.url, "http://app.test/after");
     assert_eq!(call.conference_sid(), None);

@@ -88,8 +88,12 @@ impl LeaveReason {
 /// Why a conference ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
-    LastParticipantLeft { call_sid: String },
-    EndOnExitLeft { call_sid: String },
+    LastParticipantLeft {
+        call_sid: String,
+    },
+    EndOnExitLeft {
+        call_sid: String,
+    },
     /// The REST API set its status to `completed`.
     Api,
 }
@@ -126,7 +130,10 @@ pub enum Beep {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
     /// You are in conference `sid`, mixed as `mix` once live.
-    Joined { conference_sid: String, mix: MixId },
+    Joined {
+        conference_sid: String,
+        mix: MixId,
+    },
     /// The conference has not started: play the wait music.
     Wait,
     /// Be in the mix with these flags (`hold`: not heard, hears the hold music instead).
@@ -147,7 +154,10 @@ pub enum Notice {
 /// What the room asks the registry to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomOutput {
-    Notify { call_sid: String, notice: Notice },
+    Notify {
+        call_sid: String,
+        notice: Notice,
+    },
     /// POST these parameters to the room's status callback.
     Callback(Vec<(String, String)>),
 }
@@ -294,7 +304,10 @@ impl Room {
             }
             _ => {
                 let starts = self.participants.len() >= 2
-                    && self.participants.iter().any(|p| p.start_conference_on_enter);
+                    && self
+                        .participants
+                        .iter()
+                        .any(|p| p.start_conference_on_enter);
                 if starts {
                     self.start(now_ms);
                 } else {
@@ -316,7 +329,11 @@ impl Room {
 
     /// A participant left (its call ended, it was removed, redirected, or pressed `*`).
     pub fn leave(&mut self, call_sid: &str, reason: LeaveReason, now_ms: i64) {
-        let Some(index) = self.participants.iter().position(|p| p.call_sid == call_sid) else {
+        let Some(index) = self
+            .participants
+            .iter()
+            .position(|p| p.call_sid == call_sid)
+        else {
             return;
         };
         let participant = self.participants.remove(index);
@@ -398,7 +415,11 @@ impl Room {
 
     /// Applies a REST update to a participant; false when it is not in the room.
     pub fn update(&mut self, call_sid: &str, change: &ParticipantChange, now_ms: i64) -> bool {
-        let Some(index) = self.participants.iter().position(|p| p.call_sid == call_sid) else {
+        let Some(index) = self
+            .participants
+            .iter()
+            .position(|p| p.call_sid == call_sid)
+        else {
             return false;
         };
         let Some(participant) = self.participants.get_mut(index) else {
@@ -609,9 +630,10 @@ mod tests {
         outputs
             .iter()
             .filter_map(|o| match o {
-                RoomOutput::Notify { call_sid: c, notice } if c == call_sid => {
-                    Some(notice.clone())
-                }
+                RoomOutput::Notify {
+                    call_sid: c,
+                    notice,
+                } if c == call_sid => Some(notice.clone()),
                 _ => None,
             })
             .collect()
@@ -685,7 +707,10 @@ mod tests {
         room.leave("CA3", LeaveReason::HungUp, 4000);
         let out = room.take_outputs();
         assert_eq!(notices(&out, "CA1"), vec![Notice::Beep(Beep::Exit)]);
-        assert!(notices(&out, "CA3").is_empty(), "a hung-up call needs no notice");
+        assert!(
+            notices(&out, "CA3").is_empty(),
+            "a hung-up call needs no notice"
+        );
         room.leave("CA2", LeaveReason::HungUp, 5000);
         room.leave("CA1", LeaveReason::HungUp, 6000);
         let out = room.take_outputs();
@@ -715,7 +740,11 @@ mod tests {
         let out = room.take_outputs();
         assert_eq!(room.status, RoomStatus::InProgress);
         for sid in ["CA1", "CA2", "CA3", "CA4"] {
-            assert_eq!(notices(&out, sid).last(), Some(&live(false, false)), "{sid}");
+            assert_eq!(
+                notices(&out, sid).last(),
+                Some(&live(false, false)),
+                "{sid}"
+            );
         }
     }
 

@@ -136,8 +136,11 @@ impl Registry {
             .iter()
             .map(|p| p.call_sid.clone())
             .collect();
-        entry.members.retain(|call_sid, _| present.contains(call_sid));
-        self.by_call.retain(|call, room| room != sid || present.contains(call));
+        entry
+            .members
+            .retain(|call_sid, _| present.contains(call_sid));
+        self.by_call
+            .retain(|call, room| room != sid || present.contains(call));
         let after = (entry.room.status, entry.room.participants().len());
         if before != after || entry.room.is_over() {
             effects.record = Some(record_of(&entry.room));
@@ -291,9 +294,7 @@ impl Conferences {
             .ok_or(ConferenceError::NotFound)?;
         let now = now_ms();
         // The kicked call hears `Left` before it leaves the member list.
-        Ok(registry.change(sid, |room| {
-            room.leave(&call_sid, LeaveReason::Kicked, now)
-        }))
+        Ok(registry.change(sid, |room| room.leave(&call_sid, LeaveReason::Kicked, now)))
     }
 
     /// REST `Status=completed`: the room ends for everyone.

@@ -25,9 +25,9 @@ use crate::call::{
     AppRequest, AppResult, Call, CallConfig, CallUpdate, DialLegPlan, DialLegTarget, DialPlan,
     Input, LegEvent, MediaSetup, MediaSource, NotificationInfo, Output, SipAction, ToneKind,
 };
+use crate::channels::{ChannelTicket, TrunkChannels};
 use crate::conference::LeaveReason;
 use crate::conferences::{Conferences, RoomRecord};
-use crate::channels::{ChannelTicket, TrunkChannels};
 use crate::media_plane::{session_beside, MediaPlane, MediaPlaneError};
 use crate::params::CallParams;
 use crate::recordings::{RecordRequest, RecordingReporter};

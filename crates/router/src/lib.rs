@@ -21,7 +21,7 @@ pub mod params;
 mod recordings;
 
 pub use call::{Call, CallConfig, CallUpdate, Input, Output};
-pub use driver::{CallRouter, OutboundRequest, PlaceError, RouterConfig};
 pub use conferences::{ConferenceError, Conferences, Effects, RoomRecord};
+pub use driver::{CallRouter, OutboundRequest, PlaceError, RouterConfig};
 pub use media_plane::MediaPlane;
 pub use recordings::RecordRequest;

@@ -191,6 +191,10 @@ async fn control(config: Config, args: Args, supervise_media: bool) -> Result<()
     store
         .fail_unfinished_recordings(router::driver::now_ms())
         .await?;
+    // Their participants' calls ended with the previous run.
+    store
+        .complete_unfinished_conferences(router::driver::now_ms())
+        .await?;
     if failed > 0 {
         tracing::warn!(
             calls = failed,
@@ -528,6 +532,112 @@ impl api::CallControl for RouterCalls {
 
     fn send_status_callback(&self, request: webhook::WebhookRequest) {
         self.0.send_status_callback(request);
+    }
+
+    fn participants(
+        &self,
+        account_sid: &str,
+        conference_sid: &str,
+    ) -> Option<Vec<api::ParticipantView>> {
+        let participants = self
+            .0
+            .conferences()
+            .participants(account_sid, conference_sid)?;
+        Some(participants.iter().map(participant_view).collect())
+    }
+
+    fn participant(
+        &self,
+        account_sid: &str,
+        conference_sid: &str,
+        participant: &str,
+    ) -> Option<api::ParticipantView> {
+        self.0
+            .conferences()
+            .participant(account_sid, conference_sid, participant)
+            .as_ref()
+            .map(participant_view)
+    }
+
+    fn update_participant<'a>(
+        &'a self,
+        account_sid: &'a str,
+        conference_sid: &'a str,
+        participant: &'a str,
+        update: api::ParticipantUpdate,
+    ) -> api::BoxFuture<'a, Option<api::ParticipantView>> {
+        let change = router::conference::ParticipantChange {
+            muted: update.muted,
+            hold: update.hold,
+            hold_url: update.hold_url,
+            hold_method: update.hold_method.as_deref().map(|m| {
+                if m.eq_ignore_ascii_case("POST") {
+                    twiml::HttpMethod::Post
+                } else {
+                    twiml::HttpMethod::Get
+                }
+            }),
+            end_conference_on_exit: update.end_conference_on_exit,
+        };
+        Box::pin(async move {
+            let (updated, effects) = self
+                .0
+                .conferences()
+                .update_participant(account_sid, conference_sid, participant, &change)
+                .ok()?;
+            effects.deliver(&self.0).await;
+            Some(participant_view(&updated))
+        })
+    }
+
+    fn kick_participant<'a>(
+        &'a self,
+        account_sid: &'a str,
+        conference_sid: &'a str,
+        participant: &'a str,
+    ) -> api::BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match self
+                .0
+                .conferences()
+                .kick(account_sid, conference_sid, participant)
+            {
+                Ok(effects) => {
+                    effects.deliver(&self.0).await;
+                    true
+                }
+                Err(_) => false,
+            }
+        })
+    }
+
+    fn end_conference<'a>(
+        &'a self,
+        account_sid: &'a str,
+        conference_sid: &'a str,
+    ) -> api::BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match self.0.conferences().end(account_sid, conference_sid) {
+                Ok(effects) => {
+                    effects.deliver(&self.0).await;
+                    true
+                }
+                Err(_) => false,
+            }
+        })
+    }
+}
+
+fn participant_view(p: &router::conference::Participant) -> api::ParticipantView {
+    api::ParticipantView {
+        call_sid: p.call_sid.clone(),
+        label: p.label.clone(),
+        muted: p.muted,
+        hold: p.hold,
+        start_conference_on_enter: p.start_conference_on_enter,
+        end_conference_on_exit: p.end_conference_on_exit,
+        date_created: p.date_created,
+        date_updated: p.date_updated,
     }
 }
 
