@@ -4,7 +4,8 @@ through the REST API (the official twilio SDK) takes its tone out of what the ot
 ending the conference through the API sends everyone on to the verb after `<Dial>`. The
 conference's status callbacks are signed and report join/start/mute/leave/end in order; the
 Conference and Participants resources show the room, live and afterwards. A lone caller
-waits (hold music) until a second joins; another account cannot see the room."""
+waits (hold music) until a second joins, here an agent dialled in by Create Participant;
+another account cannot see the room; removing the last participant ends it."""
 
 from __future__ import annotations
 
@@ -210,6 +211,30 @@ def test_a_lone_caller_waits_and_other_accounts_cannot_see_the_room(
             raise AssertionError("another account fetched the participant")
         except Exception as e:
             assert getattr(e, "status", None) == 404, e
+
+        # Create Participant dials an agent into the room (by SIP URI): the room starts.
+        callee_port = ports.free_port()
+        callee = SippCall("uas_answer_hold_bye.xml", tmp_path / "agent", local_port=callee_port,
+                          timeout_s=30)
+        try:
+            created = client.conferences(room.sid).participants.create(
+                from_=MAIN, to=f"sip:agent@127.0.0.1:{callee_port}", label="agent",
+                beep="false")
+            assert created.call_sid.startswith("CA") and created.label == "agent"
+            assert created.status == "queued"
+            deadline = time.monotonic() + 15
+            while client.conferences(room.sid).fetch().status != "in-progress":
+                assert time.monotonic() < deadline, "the agent's answer did not start the room"
+                time.sleep(0.2)
+            agent = client.conferences(room.sid).participants("agent").fetch()
+            assert agent.call_sid == created.call_sid
+            agent_result = callee.wait()
+        finally:
+            callee.kill()
+        assert agent_result.returncode == 0, agent_result.explain()
+        # The agent hung up after 3 s: the started room goes on with the first caller.
+        _wait_participants(client, room.sid, 1)
+        assert client.conferences(room.sid).fetch().status == "in-progress"
 
         # Removing the participant sends its call on: the document ends, Twilio hangs up.
         client.conferences(room.sid).participants(participant.call_sid).delete()

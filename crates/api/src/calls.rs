@@ -112,6 +112,18 @@ pub async fn create(
 ) -> Result<Reply, ApiError> {
     let format = Format::of_path(uri.path());
     let params = Params::from_body(&body)?;
+    let request = place_request(&account, &params, None)?;
+    let record = place(&state, request).await?;
+    Ok(Reply::created(format, "Call", json::call(&record)))
+}
+
+/// A Create Call request from its form parameters; `twiml` (the Participants resource's
+/// conference document) replaces the `Url`/`Twiml` parameters.
+pub(crate) fn place_request(
+    account: &str,
+    params: &Params,
+    twiml: Option<String>,
+) -> Result<PlaceCall, ApiError> {
     let required = |name: &str, code: u32| {
         params
             .get(name)
@@ -135,7 +147,7 @@ pub async fn create(
         ));
     }
     let from = required("From", 21213)?;
-    let twiml = params.get("Twiml").map(str::to_string);
+    let twiml = twiml.or_else(|| params.get("Twiml").map(str::to_string));
     if let Some(xml) = &twiml {
         if let Err(e) = twiml::parse_voice(xml) {
             return Err(ApiError::new(
@@ -247,8 +259,8 @@ pub async fn create(
             ));
         }
     }
-    let request = PlaceCall {
-        account_sid: account.clone(),
+    Ok(PlaceCall {
+        account_sid: account.to_string(),
         to,
         from,
         url,
@@ -272,9 +284,16 @@ pub async fn create(
         time_limit_seconds,
         record,
         purpose: crate::CallPurpose::Api,
-    };
+    })
+}
+
+/// Places a call (Create Call, Create Participant), with the API's errors.
+pub(crate) async fn place(
+    state: &ApiState,
+    request: PlaceCall,
+) -> Result<store::CallRecord, ApiError> {
     match state.calls.place(request).await {
-        Ok(record) => Ok(Reply::created(format, "Call", json::call(&record))),
+        Ok(record) => Ok(record),
         Err(PlaceCallError::FromNotOwned) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             21210,

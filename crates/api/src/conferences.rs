@@ -5,7 +5,8 @@
 //! Reads of conferences come from the store; participants, and every change (ending a
 //! conference, muting, holding or removing a participant), go through the call router's
 //! live registry ([`crate::CallControl`]). A participant is addressed by its call SID or by
-//! its label.
+//! its label. Creating a participant places a call (Create Call) whose document joins it to
+//! the conference.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -202,6 +203,138 @@ fn participants_page(
     ))
 }
 
+/// Create Participant: dials `To` and joins the answered call to the conference (by SID,
+/// or by friendly name: a room that does not exist yet is created by its first
+/// participant). The `Conference*` parameters and the participant's own (`Muted`, `Beep`,
+/// `StartConferenceOnEnter`, …) become the call's `<Dial><Conference>`; the others are
+/// Create Call's.
+pub async fn create_participant(
+    State(state): State<ApiState>,
+    Path((account, conference)): Path<(String, String)>,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let format = Format::of_path(uri.path());
+    let params = Params::from_body(&body)?;
+    let is_sid = conference.len() == 34 && conference.starts_with("CF");
+    let (conference_sid, name) = if is_sid {
+        let stored = load(&state, &account, &conference).await?;
+        if stored.status == "completed" {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                20001,
+                format!("Conference {} is completed", stored.sid),
+            ));
+        }
+        (Some(stored.sid), stored.friendly_name)
+    } else {
+        (None, conference.clone())
+    };
+    let twiml = participant_twiml(&params, &name)?;
+    let request = crate::calls::place_request(&account, &params, Some(twiml))?;
+    let record = crate::calls::place(&state, request).await?;
+    let view = ParticipantView {
+        call_sid: record.sid.clone(),
+        label: params.get("Label").map(str::to_string),
+        muted: flag(&params, "Muted")?.unwrap_or(false),
+        hold: false,
+        start_conference_on_enter: flag(&params, "StartConferenceOnEnter")?.unwrap_or(true),
+        end_conference_on_exit: flag(&params, "EndConferenceOnExit")?.unwrap_or(false),
+        date_created: record.date_created,
+        date_updated: record.date_updated,
+    };
+    let mut body = participant_json(
+        &account,
+        conference_sid.as_deref().unwrap_or(&conference),
+        &view,
+    );
+    body["status"] = json!("queued");
+    if conference_sid.is_none() {
+        body["conference_sid"] = Value::Null;
+    }
+    Ok(Reply::created(format, PARTICIPANT_TAG, body))
+}
+
+/// The `<Dial><Conference>` document a created participant's call runs.
+fn participant_twiml(params: &Params, name: &str) -> Result<String, ApiError> {
+    let mut attributes = String::new();
+    let mut attribute = |key: &str, value: &str| {
+        attributes.push_str(&format!(" {key}=\"{}\"", xml_escape(value)));
+    };
+    for (param, attr) in [
+        ("Muted", "muted"),
+        ("StartConferenceOnEnter", "startConferenceOnEnter"),
+        ("EndConferenceOnExit", "endConferenceOnExit"),
+    ] {
+        if let Some(value) = flag(params, param)? {
+            attribute(attr, &value.to_string());
+        }
+    }
+    if let Some(beep) = params.get("Beep") {
+        if !["true", "false", "onEnter", "onExit"].contains(&beep) {
+            return Err(ApiError::invalid_parameter(
+                "Beep",
+                "must be true, false, onEnter or onExit",
+            ));
+        }
+        attribute("beep", beep);
+    }
+    if let Some(url) = params.get("WaitUrl") {
+        attribute("waitUrl", url);
+    }
+    if let Some(method) = params.method("WaitMethod")? {
+        attribute("waitMethod", &method);
+    }
+    if let Some(max) = params.get("MaxParticipants") {
+        let valid = max.parse::<u32>().is_ok_and(|n| (2..=250).contains(&n));
+        if !valid {
+            return Err(ApiError::invalid_parameter(
+                "MaxParticipants",
+                "must be 2 to 250",
+            ));
+        }
+        attribute("maxParticipants", max);
+    }
+    if let Some(label) = params.get("Label") {
+        attribute("participantLabel", label);
+    }
+    if let Some(Some(url)) = params.url("ConferenceStatusCallback")? {
+        attribute("statusCallback", &url);
+    }
+    if let Some(method) = params.method("ConferenceStatusCallbackMethod")? {
+        attribute("statusCallbackMethod", &method);
+    }
+    let events: Vec<&str> = params
+        .0
+        .iter()
+        .filter(|(k, _)| k == "ConferenceStatusCallbackEvent")
+        .flat_map(|(_, v)| v.split_whitespace())
+        .collect();
+    if !events.is_empty() {
+        attribute("statusCallbackEvent", &events.join(" "));
+    }
+    Ok(format!(
+        "<Response><Dial><Conference{attributes}>{}</Conference></Dial></Response>",
+        xml_escape(name)
+    ))
+}
+
+/// `text` safe inside XML text and double-quoted attributes.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub async fn fetch_participant(
     State(state): State<ApiState>,
     Path((account, conference, segment)): Path<(String, String, String)>,
@@ -339,4 +472,69 @@ fn participant_json(account: &str, conference: &str, p: &ParticipantView) -> Val
             p.call_sid
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_created_participant_joins_with_its_attributes_escaped() {
+        let twiml = participant_twiml(
+            &params(&[
+                ("Muted", "true"),
+                ("Beep", "onExit"),
+                ("Label", "agent \"A\" & co"),
+                ("ConferenceStatusCallback", "http://app/conf?a=1&b=2"),
+                ("ConferenceStatusCallbackEvent", "start end"),
+                ("ConferenceStatusCallbackEvent", "join"),
+                ("WaitUrl", ""),
+            ]),
+            "room <1>",
+        )
+        .unwrap();
+        let parsed = twiml::parse_voice(&twiml).unwrap();
+        let twiml::Verb::Dial(dial) = &parsed.verbs[0] else {
+            panic!("{twiml}")
+        };
+        let twiml::DialTarget::Conference(conference) = &dial.targets[0] else {
+            panic!("{twiml}")
+        };
+        assert_eq!(conference.name, "room <1>");
+        assert!(conference.muted);
+        assert_eq!(conference.beep, twiml::ConferenceBeep::OnExit);
+        assert_eq!(
+            conference.participant_label.as_deref(),
+            Some("agent \"A\" & co")
+        );
+        assert_eq!(
+            conference.status_callback.as_deref(),
+            Some("http://app/conf?a=1&b=2")
+        );
+        assert_eq!(conference.status_callback_event.len(), 3);
+        assert_eq!(conference.wait_url.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn bad_participant_parameters_are_400s() {
+        for bad in [
+            ("Beep", "loud"),
+            ("Muted", "yes"),
+            ("MaxParticipants", "1"),
+            ("MaxParticipants", "251"),
+            ("WaitMethod", "PUT"),
+        ] {
+            let error = participant_twiml(&params(&[bad]), "r").unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+    }
 }

@@ -307,7 +307,7 @@ pub fn router(state: ApiState) -> Router {
         (format!("{ACCOUNT}/Conferences"), get(conferences::list)),
         (
             format!("{ACCOUNT}/Conferences/{{conference}}/Participants"),
-            get(conferences::list_participants),
+            get(conferences::list_participants).post(conferences::create_participant),
         ),
         (
             format!("{ACCOUNT}/Calls/{{call}}/Recordings"),
