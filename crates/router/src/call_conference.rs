@@ -239,14 +239,8 @@ impl Call {
                 });
             }
             Notice::Left => self.left_conference(),
-            Notice::Full => {
-                self.notify(
-                    13230,
-                    true,
-                    "The conference is full (maxParticipants); the call goes on".into(),
-                    None,
-                    None,
-                );
+            Notice::Refused { code, message } => {
+                self.notify(code, true, message, None, None);
                 self.left_conference();
             }
         }

@@ -147,8 +147,12 @@ pub enum Notice {
     /// You are out of the conference (it ended, or you were removed): go on with the
     /// document.
     Left,
-    /// The conference is full (its `maxParticipants`).
-    Full,
+    /// The room did not take the call (16020: full at its `maxParticipants`; 16025: its
+    /// `participantLabel` is another participant's): it goes on with the document.
+    Refused {
+        code: u32,
+        message: String,
+    },
 }
 
 /// What the room asks the registry to do.
@@ -263,8 +267,31 @@ impl Room {
                 .clamp(2, shmq::MAX_MIX_MEMBERS as u32);
         }
         if self.participants.len() >= self.max_participants as usize {
-            self.notify(&request.call_sid, Notice::Full);
+            let message = format!(
+                "Conference {} is full ({} participants)",
+                self.friendly_name, self.max_participants
+            );
+            self.notify(
+                &request.call_sid,
+                Notice::Refused {
+                    code: 16020,
+                    message,
+                },
+            );
             return;
+        }
+        if let Some(label) = &request.label {
+            if self.find(label).is_some() {
+                let message = format!("Participant label {label:?} is in use in the conference");
+                self.notify(
+                    &request.call_sid,
+                    Notice::Refused {
+                        code: 16025,
+                        message,
+                    },
+                );
+                return;
+            }
         }
         if self.callback.is_none() {
             self.callback = request.status_callback.clone().map(|mut callback| {
@@ -828,7 +855,10 @@ mod tests {
         room.join(join("CA2"), 0);
         room.join(join("CA3"), 0);
         let out = room.take_outputs();
-        assert_eq!(notices(&out, "CA3"), vec![Notice::Full]);
+        assert!(matches!(
+            notices(&out, "CA3").as_slice(),
+            [Notice::Refused { code: 16020, .. }]
+        ));
         assert_eq!(room.participants().len(), 2);
         room.leave("CA2", LeaveReason::Kicked, 1);
         let out = room.take_outputs();
@@ -845,6 +875,14 @@ mod tests {
         room.join(join("CA2"), 0);
         assert!(events(&room.take_outputs()).is_empty());
         assert_eq!(room.find("agent").map(|p| p.call_sid.as_str()), Some("CA1"));
+        let mut same_label = join("CA3");
+        same_label.label = Some("agent".into());
+        room.join(same_label, 0);
+        assert!(matches!(
+            notices(&room.take_outputs(), "CA3").as_slice(),
+            [Notice::Refused { code: 16025, .. }]
+        ));
+        assert_eq!(room.participants().len(), 2);
         assert_eq!(room.find("CA2").map(|p| p.call_sid.as_str()), Some("CA2"));
         assert!(room.find("nobody").is_none());
     }
