@@ -125,7 +125,8 @@ impl FromStr for PortRange {
 /// Arguments of `switchboard bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Workloads, comma-separated: relay (PCMU both legs), transcode (PCMU ↔ PCMA).
+    /// Workloads, comma-separated: relay (PCMU both legs), transcode (PCMU ↔ PCMA), mix
+    /// (conferences of 4, PCMU; ptime 10 or 20).
     #[arg(long, value_delimiter = ',', default_value = "relay")]
     pub mode: Vec<Mode>,
     /// Concurrent streams per point, comma-separated (a call carries two, one each way).
@@ -321,7 +322,11 @@ mod tests {
             parse(&["--streams", "4", "--sweep", "1:1:2"]).is_err(),
             "one or the other"
         );
-        assert!(parse(&["--mode", "mix"]).is_err());
+        assert_eq!(
+            parse(&["--mode", "mix"]).unwrap().config().unwrap().modes,
+            vec![Mode::Mix]
+        );
+        assert!(parse(&["--mode", "play"]).is_err());
         assert!(parse(&["--duration=-1"]).unwrap().config().is_err());
     }
 }

@@ -6,7 +6,11 @@
 //! payload and accounting it in that stream's [`StreamTally`].
 //!
 //! A call's two legs face two of the thread's sockets, so both directions of a call are
-//! sent and received by the same thread. Sockets are bound to an even port with the odd
+//! sent and received by the same thread. In the mix mode every member of a conference has a
+//! socket of its own on the same thread, writes its probe in its own slot of the payload (so
+//! the sum the engine sends back keeps every other member's probe intact), and reads the
+//! probe of the member before it in the conference: each member's stream is accounted once,
+//! as its successor hears it. Sockets are bound to an even port with the odd
 //! port above held too, so RTCP an engine might send to "RTP port + 1" lands on a socket of
 //! ours. Arrival times are the kernel's receive timestamps (`SO_TIMESTAMPNS`), so time a
 //! packet waited in our socket buffer is not charged to the engine.
@@ -95,6 +99,20 @@ pub struct StreamPlan {
     pub send_codec: Codec,
     /// The codec the stream comes back in (the other leg's).
     pub receive_codec: Codec,
+    /// Where in the payload its probe goes (0 but in the mix mode).
+    pub probe_offset: usize,
+}
+
+/// Where a socket finds the probe of the stream it hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Listen {
+    /// Offset of the probe in the payloads the socket receives.
+    pub probe_offset: usize,
+    /// A payload without a readable probe in the slot is expected now and then: a
+    /// conference member hears silence until the member before it is mixed in, and the
+    /// engine's loss concealment (a fading repeat) after its last packet. Not counted as
+    /// unreadable (a probe that never arrives is still lost).
+    pub missing_probe_is_expected: bool,
 }
 
 /// When a run sends and measures, in CLOCK_REALTIME nanoseconds.
@@ -120,6 +138,8 @@ pub struct Progress {
 pub struct GeneratorThread {
     pub sockets: Vec<GeneratorSocket>,
     pub streams: Vec<StreamPlan>,
+    /// How each socket reads what it receives (by socket index; missing: the default).
+    pub listen: Vec<Listen>,
     /// Number of streams over all threads (ids are below it).
     pub total_streams: usize,
     pub core: Option<usize>,
@@ -300,10 +320,7 @@ impl LoopState {
             };
             epoll.wait(wait, &mut ready)?;
             for token in &ready {
-                let Some(socket) = plan.sockets.get(*token as usize) else {
-                    continue;
-                };
-                self.drain(plan, socket)?;
+                self.drain(plan, *token as usize)?;
             }
         }
     }
@@ -369,7 +386,9 @@ impl LoopState {
                     sequence,
                     sent_ns: now,
                 };
-                write_probe(&probe, stream.send_codec, payload);
+                if let Some(slot) = payload.get_mut(stream.probe_offset..) {
+                    write_probe(&probe, stream.send_codec, slot);
+                }
             }
             queue.destinations.push(*destination);
         }
@@ -386,7 +405,11 @@ impl LoopState {
     }
 
     /// Reads what is waiting on one socket.
-    fn drain(&mut self, plan: &GeneratorThread, socket: &GeneratorSocket) -> io::Result<()> {
+    fn drain(&mut self, plan: &GeneratorThread, socket_index: usize) -> io::Result<()> {
+        let Some(socket) = plan.sockets.get(socket_index) else {
+            return Ok(());
+        };
+        let listen = plan.listen.get(socket_index).copied().unwrap_or_default();
         for _ in 0..RECEIVE_ROUNDS {
             let count = self.receive.receive(&socket.rtp)?;
             if count == 0 {
@@ -402,6 +425,7 @@ impl LoopState {
                 match account(
                     datagram,
                     arrival,
+                    listen,
                     &plan.streams,
                     &self.local_index,
                     &mut self.tallies,
@@ -410,6 +434,7 @@ impl LoopState {
                     Accounted::Arrived => arrived += 1,
                     Accounted::Unreadable => self.unreadable += 1,
                     Accounted::WrongCodec => self.wrong_codec += 1,
+                    Accounted::NoProbe => {}
                 }
             }
             plan.progress.received.fetch_add(arrived, Ordering::Relaxed);
@@ -441,12 +466,15 @@ enum Accounted {
     Arrived,
     Unreadable,
     WrongCodec,
+    /// No probe where the socket expects that now and then (ignored).
+    NoProbe,
 }
 
 /// Matches a datagram to its stream and accounts it (pure apart from the tallies).
 fn account(
     datagram: &[u8],
     arrival_ns: u64,
+    listen: Listen,
     streams: &[StreamPlan],
     local_index: &[usize],
     tallies: &mut [StreamTally],
@@ -458,8 +486,14 @@ fn account(
     let Some(codec) = Codec::from_payload_type(packet.payload_type) else {
         return Accounted::Unreadable;
     };
-    let Ok(probe) = read_probe(packet.payload, codec) else {
-        return Accounted::Unreadable;
+    let slot = packet
+        .payload
+        .get(listen.probe_offset..)
+        .unwrap_or_default();
+    let probe = match read_probe(slot, codec) {
+        Ok(probe) => probe,
+        Err(_) if listen.missing_probe_is_expected => return Accounted::NoProbe,
+        Err(_) => return Accounted::Unreadable,
     };
     let Some(index) = local_index.get(probe.stream as usize).copied() else {
         return Accounted::Unreadable;
@@ -487,6 +521,7 @@ mod tests {
             destination: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9),
             send_codec: Codec::Pcmu,
             receive_codec,
+            probe_offset: 0,
         }
     }
 
@@ -525,7 +560,15 @@ mod tests {
         tallies[1].next_send(100);
         let mut latency = Histogram::new();
         let mut go = |bytes: &[u8], tallies: &mut [StreamTally]| {
-            account(bytes, 600, &streams, &local_index, tallies, &mut latency)
+            account(
+                bytes,
+                600,
+                Listen::default(),
+                &streams,
+                &local_index,
+                tallies,
+                &mut latency,
+            )
         };
         assert_eq!(
             go(&datagram(1, 0, 100, Codec::Pcma), &mut tallies),
@@ -572,6 +615,56 @@ mod tests {
         assert_eq!(tallies[1].received(), 1);
         assert_eq!(latency.count(), 2);
         assert_eq!(latency.quantile(0.5), Some(500));
+    }
+
+    #[test]
+    fn a_mix_member_reads_the_probe_in_its_predecessors_slot() {
+        use crate::probe::PROBE_LEN;
+        let window = Window {
+            start_ns: 0,
+            end_ns: 1_000_000,
+        };
+        let streams = [plan(0, Codec::Pcmu), plan(1, Codec::Pcmu)];
+        let local_index = [0, 1];
+        let mut tallies = vec![StreamTally::new(window), StreamTally::new(window)];
+        tallies[0].next_send(100);
+        tallies[1].next_send(100);
+        // What the engine mixes for a third member: stream 0's probe in slot 0 and stream
+        // 1's in slot 1, the rest silence.
+        let mut packet = datagram(0, 0, 100, Codec::Pcmu);
+        let second = datagram(1, 0, 100, Codec::Pcmu);
+        packet[RTP_HEADER_LEN + PROBE_LEN..RTP_HEADER_LEN + 2 * PROBE_LEN]
+            .copy_from_slice(&second[RTP_HEADER_LEN..RTP_HEADER_LEN + PROBE_LEN]);
+        let mut latency = Histogram::new();
+        let member = Listen {
+            probe_offset: PROBE_LEN,
+            missing_probe_is_expected: true,
+        };
+        let mut go = |bytes: &[u8], listen: Listen, tallies: &mut [StreamTally]| {
+            account(
+                bytes,
+                600,
+                listen,
+                &streams,
+                &local_index,
+                tallies,
+                &mut latency,
+            )
+        };
+        assert_eq!(go(&packet, member, &mut tallies), Accounted::Arrived);
+        assert_eq!((tallies[0].received(), tallies[1].received()), (0, 1));
+        let mut quiet = packet.clone();
+        fill_silence(Codec::Pcmu, &mut quiet[RTP_HEADER_LEN..]);
+        assert_eq!(go(&quiet, member, &mut tallies), Accounted::NoProbe);
+        assert_eq!(
+            go(&quiet, Listen::default(), &mut tallies),
+            Accounted::Unreadable,
+            "silence is unreadable where a probe is always expected"
+        );
+        // Stream 0's probe, but read in slot 1: not this member's predecessor.
+        let first_only = datagram(0, 0, 100, Codec::Pcmu);
+        assert_eq!(go(&first_only, member, &mut tallies), Accounted::NoProbe);
+        assert_eq!(tallies[0].received(), 0);
     }
 
     #[test]

@@ -239,6 +239,13 @@ pub fn render_markdown(
          engine core's load from /proc/stat (`engine_core_busy`: tick-sampled, so it misses \
          short bursts; the per-thread times above are the scheduler's exact run time).\n"
     );
+    if config.modes.iter().any(|mode| mode.mixes()) {
+        let _ = writeln!(
+            md,
+            "In the *mix* mode each stream is one conference member (conferences of {}, PCMU):              every member sends, the engine sends each member the mix of the others, and a              member's packets are counted as the next member of its conference hears them, so              offered and forwarded pps are the engine's packets in and out. Its latency              includes the mixer's jitter buffer (about 60 ms by design) and 20 ms tick; the              loss concealment after each member's last packet shows as one duplicate per              member.\n",
+            crate::mode::MIX_MEMBERS
+        );
+    }
     let modes: Vec<Mode> = config
         .modes
         .iter()

@@ -16,14 +16,15 @@ use tracing::info;
 
 use crate::cpu::{self, CoreTimes};
 use crate::error::{BenchError, IoContext};
-use crate::generator::{GeneratorSocket, GeneratorThread, Progress, StreamPlan, Timing};
+use crate::generator::{GeneratorSocket, GeneratorThread, Listen, Progress, StreamPlan, Timing};
 use crate::mode::{Mode, Traffic};
+use crate::probe::PROBE_LEN;
 use crate::progress::ProgressLine;
 use crate::stats::{Summary, Window};
 use crate::sys;
 use crate::target::rtpengine::{RtpengineConfig, RtpengineTarget};
 use crate::target::switchboard::SwitchboardTarget;
-use crate::target::{CallRequest, EngineCounters, LoopbackTarget, Target};
+use crate::target::{CallRequest, EngineCounters, LoopbackTarget, MixRequest, Target};
 
 /// Name prefix of the generator threads (for their CPU time).
 const GENERATOR_THREAD_PREFIX: &str = "bench-gen-";
@@ -131,6 +132,19 @@ impl BenchConfig {
         }
         if self.sockets_per_core < 2 {
             return fail("at least 2 generator sockets per core are needed".into());
+        }
+        if self.modes.iter().any(|mode| mode.mixes()) {
+            // Members' probes sit in slots of the payload; the mix keeps them whole only when
+            // packets and the mixer's 20 ms frames line up.
+            if ![10, 20].contains(&self.ptime_ms) {
+                return fail(format!(
+                    "the mix mode needs ptime 10 or 20 ms (not {})",
+                    self.ptime_ms
+                ));
+            }
+            if self.stream_counts.contains(&1) {
+                return fail("the mix mode needs at least 2 streams (members)".into());
+            }
         }
         let allowed = sys::allowed_cores().context(|| "reading the CPU affinity".into())?;
         for core in self.generator_cores.iter().chain([&self.engine_core]) {
@@ -300,6 +314,15 @@ pub fn run(config: &BenchConfig) -> Result<RunResults, BenchError> {
                     progress.skip_point();
                     continue;
                 }
+                if mode.mixes() && !target.can_mix() {
+                    results.skipped.push(format!(
+                        "{} {mode} {streams}: {} has no conference mixer here",
+                        target.name(),
+                        target.name()
+                    ));
+                    progress.skip_point();
+                    continue;
+                }
                 let label = format!("{} {mode} {streams} streams", target.name());
                 let point = run_point(
                     target.as_mut(),
@@ -363,21 +386,23 @@ fn sleep_until(ns: u64, progress: &mut ProgressLine, live: &Progress, stop: &Ato
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_point(
+/// What a point's generator threads get, one entry per thread.
+struct Setup {
+    sockets: Vec<Vec<GeneratorSocket>>,
+    plans: Vec<Vec<StreamPlan>>,
+    /// How each socket reads what it receives (empty: the default for every socket).
+    listens: Vec<Vec<Listen>>,
+}
+
+/// Bridged calls: call `c` runs on thread `c % threads`, between two neighbouring sockets
+/// of that thread; leg A speaks `a_codec`, leg B `b_codec`.
+fn bridged_setup(
     target: &mut dyn Target,
-    mode: Mode,
+    (a_codec, b_codec): (shmq::Codec, shmq::Codec),
     streams: usize,
     config: &BenchConfig,
-    generator_cores: &[usize],
-    progress: &mut ProgressLine,
-    label: &str,
-) -> Result<PointResult, BenchError> {
-    let Traffic::Bridged {
-        a: a_codec,
-        b: b_codec,
-    } = mode.traffic();
-    let threads = generator_cores.len().max(1);
+    threads: usize,
+) -> Result<Setup, BenchError> {
     let calls = streams.div_ceil(2);
 
     // Sockets per thread: as configured, but no more than the thread's calls need.
@@ -429,6 +454,7 @@ fn run_point(
             destination: call_ports.a,
             send_codec: a_codec,
             receive_codec: b_codec,
+            probe_offset: 0,
         });
         if forward + 1 < streams {
             plan.push(StreamPlan {
@@ -437,9 +463,108 @@ fn run_point(
                 destination: call_ports.b,
                 send_codec: b_codec,
                 receive_codec: a_codec,
+                probe_offset: 0,
             });
         }
     }
+    Ok(Setup {
+        sockets,
+        plans,
+        listens: vec![Vec::new(); threads],
+    })
+}
+
+/// Conferences: `streams` members split as evenly as possible into conferences of at most
+/// `members` (and of as many probes as a payload holds), each whole on one thread
+/// (conference `c` on thread `c % threads`), each member on a socket of its own. Member `p`
+/// of a conference writes its probe in slot `p` and reads slot `p − 1` (its predecessor's).
+fn mix_setup(
+    target: &mut dyn Target,
+    (members, codec): (usize, shmq::Codec),
+    streams: usize,
+    config: &BenchConfig,
+    threads: usize,
+) -> Result<Setup, BenchError> {
+    let payload = usize::from(config.ptime_ms) * 8;
+    let size = members.min(payload / PROBE_LEN).max(2);
+    let conferences = streams.div_ceil(size).max(1);
+    let mut sockets: Vec<Vec<GeneratorSocket>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut listens: Vec<Vec<Listen>> = vec![Vec::new(); threads];
+    let mut requests = Vec::with_capacity(conferences);
+    // (thread, first socket on it, first stream id) of each conference.
+    let mut layout = Vec::with_capacity(conferences);
+    let mut next_id = 0usize;
+    for conference in 0..conferences {
+        let count = streams / conferences + usize::from(conference < streams % conferences);
+        let thread = conference % threads;
+        let (Some(own), Some(listen)) = (sockets.get_mut(thread), listens.get_mut(thread)) else {
+            return Err(BenchError::Config("no generator thread".into()));
+        };
+        let first = own.len();
+        let mut remotes = Vec::with_capacity(count);
+        for position in 0..count {
+            let socket =
+                GeneratorSocket::bind(config.ip).context(|| "binding a generator socket".into())?;
+            remotes.push(socket.address());
+            own.push(socket);
+            listen.push(Listen {
+                probe_offset: ((position + count - 1) % count) * PROBE_LEN,
+                missing_probe_is_expected: true,
+            });
+        }
+        requests.push(MixRequest {
+            members: remotes,
+            codec,
+            ptime_ms: config.ptime_ms,
+        });
+        layout.push((thread, first, next_id));
+        next_id += count;
+    }
+    let ports = target.open_mixes(&requests)?;
+    let mut plans: Vec<Vec<StreamPlan>> = vec![Vec::new(); threads];
+    for ((thread, first, first_id), engine_ports) in layout.into_iter().zip(&ports) {
+        let Some(plan) = plans.get_mut(thread) else {
+            continue;
+        };
+        for (position, destination) in engine_ports.iter().enumerate() {
+            plan.push(StreamPlan {
+                id: (first_id + position) as u32,
+                socket: first + position,
+                destination: *destination,
+                send_codec: codec,
+                receive_codec: codec,
+                probe_offset: position * PROBE_LEN,
+            });
+        }
+    }
+    Ok(Setup {
+        sockets,
+        plans,
+        listens,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_point(
+    target: &mut dyn Target,
+    mode: Mode,
+    streams: usize,
+    config: &BenchConfig,
+    generator_cores: &[usize],
+    progress: &mut ProgressLine,
+    label: &str,
+) -> Result<PointResult, BenchError> {
+    let threads = generator_cores.len().max(1);
+    let Setup {
+        sockets,
+        plans,
+        listens,
+    } = match mode.traffic() {
+        Traffic::Bridged { a, b } => bridged_setup(target, (a, b), streams, config, threads)?,
+        Traffic::Mix { members, codec } => {
+            mix_setup(target, (members, codec), streams, config, threads)?
+        }
+    };
 
     let start_ns = sys::realtime_ns() + 50_000_000;
     let window_start = start_ns + config.warmup.as_nanos() as u64;
@@ -460,10 +585,13 @@ fn run_point(
     progress.start_point(label, start_ns, timing.receive_until_ns, window);
 
     let mut handles = Vec::with_capacity(threads);
-    for (index, (own_sockets, streams_of_thread)) in sockets.into_iter().zip(plans).enumerate() {
+    for (index, ((own_sockets, streams_of_thread), listen)) in
+        sockets.into_iter().zip(plans).zip(listens).enumerate()
+    {
         let thread = GeneratorThread {
             sockets: own_sockets,
             streams: streams_of_thread,
+            listen,
             total_streams: streams,
             core: generator_cores.get(index).copied(),
             timing,

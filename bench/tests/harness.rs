@@ -62,6 +62,32 @@ fn switchboard_relays_and_transcodes_every_packet() {
     }
 }
 
+#[test]
+fn switchboard_mixes_conferences_and_every_member_hears_the_one_before_it() {
+    // 7 members: conferences of 4 and 3. The loopback "engine" cannot mix: skipped.
+    let mut config = BenchConfig::quick(vec![TargetKind::Switchboard, TargetKind::Loopback]);
+    config.modes = vec![Mode::Mix];
+    config.stream_counts = vec![7];
+    let results = run(&config).unwrap();
+    assert_eq!(results.points.len(), 1, "{:?}", results.skipped);
+    assert_eq!(results.skipped.len(), 1, "loopback skipped");
+    let point = &results.points[0];
+    assert_eq!(
+        (point.target.as_str(), point.mode),
+        ("switchboard", Mode::Mix)
+    );
+    assert_clean(point);
+    // The engine sent one mixed packet per member per ptime (read at the window's edges).
+    let counters = point.engine_counters.expect("switchboard counts packets");
+    let received = point.summary.received;
+    assert!(
+        counters.forwarded.abs_diff(received) <= received / 10 + 10,
+        "engine sent {}, generator heard {received}",
+        counters.forwarded
+    );
+    assert_eq!(counters.dropped, 0, "engine drops");
+}
+
 fn rtpengine_installed() -> bool {
     Command::new("rtpengine").arg("--version").output().is_ok()
 }

@@ -1,6 +1,6 @@
 //! The engines a benchmark runs against, behind one [`Target`] interface: set up bridged
-//! calls whose legs face given generator sockets, report the engine's CPU time, tear the
-//! calls down.
+//! calls (or conferences) whose legs face given generator sockets, report the engine's CPU
+//! time, tear the calls down.
 //!
 //! - [`switchboard::SwitchboardTarget`]: our media engine, in process (`media::run` on a
 //!   thread, driven through a real shmq segment, attach socket and doorbells).
@@ -28,6 +28,14 @@ pub struct CallRequest {
     pub ptime_ms: u16,
 }
 
+/// One conference to set up: a member session facing each of `members`, all in `codec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MixRequest {
+    pub members: Vec<SocketAddrV4>,
+    pub codec: Codec,
+    pub ptime_ms: u16,
+}
+
 /// Where to send a call's media: `a` is the engine's address facing side A (A's packets go
 /// there and leave toward `b_remote`), `b` the one facing side B.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +47,8 @@ pub struct CallPorts {
 /// Packet counters an engine keeps itself (cumulative).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EngineCounters {
-    /// Packets received on one leg and sent out of the other.
+    /// Packets received on one leg and sent out of the other (in the mix mode: mixed
+    /// packets sent to members).
     pub forwarded: u64,
     /// Packets it dropped, whatever the reason.
     pub dropped: u64,
@@ -63,7 +72,18 @@ pub trait Target {
     /// Sets up one bridged call per request, in order.
     fn open_calls(&mut self, calls: &[CallRequest]) -> Result<Vec<CallPorts>, BenchError>;
 
-    /// Tears down every call [`Target::open_calls`] set up.
+    /// Sets up one conference per request, in order; returns, per conference, the engine's
+    /// address facing each member (in the request's order).
+    fn open_mixes(&mut self, mixes: &[MixRequest]) -> Result<Vec<Vec<SocketAddrV4>>, BenchError> {
+        let _ = mixes;
+        Err(BenchError::Config(format!(
+            "{} cannot mix conferences",
+            self.name()
+        )))
+    }
+
+    /// Tears down every call (and conference) [`Target::open_calls`] and
+    /// [`Target::open_mixes`] set up.
     fn close_calls(&mut self) -> Result<(), BenchError>;
 
     /// CPU time (user + system, seconds) the engine has used so far; `None` if there is no
@@ -81,6 +101,11 @@ pub trait Target {
     /// Whether it can change a stream's codec (the transcode mode needs it).
     fn can_transcode(&self) -> bool {
         true
+    }
+
+    /// Whether it can mix conferences (the mix mode needs it).
+    fn can_mix(&self) -> bool {
+        false
     }
 }
 

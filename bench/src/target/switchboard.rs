@@ -4,8 +4,8 @@
 //! temporary directory, runs `media::run` on a thread with one worker pinned to the engine
 //! core (the worker thread is `media-worker-0`), and attaches exactly as `switchboard media`
 //! does. Calls are two `OpenSession`s (one per leg, codec per mode) and a
-//! `Bridge { session: a, peer: b }`. Engine CPU is the utime + stime of the
-//! `media-worker-*` threads.
+//! `Bridge { session: a, peer: b }`; conferences are one `OpenSession` per member and a
+//! `JoinMix` each. Engine CPU is the utime + stime of the `media-worker-*` threads.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use media::packet_io::IoBackend;
 use media::{MediaConfig, MediaError};
-use shmq::{Command, Event, FailReason, SessionId};
+use shmq::{Command, Event, FailReason, MixId, SessionId};
 use tracing::warn;
 
-use super::{CallPorts, CallRequest, EngineCounters, Target};
+use super::{CallPorts, CallRequest, EngineCounters, MixRequest, Target};
 use crate::cpu;
 use crate::error::{BenchError, IoContext};
 
@@ -76,7 +76,10 @@ pub struct SwitchboardTarget {
     backlog: VecDeque<Event>,
     media: Option<JoinHandle<Result<(), MediaError>>>,
     calls: Vec<OpenCall>,
+    /// Sessions of open conferences.
+    mix_members: Vec<SessionId>,
     next_session: u64,
+    next_mix: u64,
     // Last: removed after everything that uses files in it.
     _dir: TempDir,
 }
@@ -152,7 +155,9 @@ impl SwitchboardTarget {
             backlog: VecDeque::new(),
             media: Some(media),
             calls: Vec::new(),
+            mix_members: Vec::new(),
             next_session: 1,
+            next_mix: 1,
             _dir: dir,
         })
     }
@@ -362,12 +367,60 @@ impl Target for SwitchboardTarget {
             .collect())
     }
 
+    fn open_mixes(&mut self, mixes: &[MixRequest]) -> Result<Vec<Vec<SocketAddrV4>>, BenchError> {
+        let ptime_ms = mixes.first().map_or(20, |mix| mix.ptime_ms);
+        let mut legs = Vec::new();
+        let mut joins = Vec::new();
+        for request in mixes {
+            let mix = MixId(self.next_mix);
+            self.next_mix += 1;
+            for remote in &request.members {
+                let session = self.new_session();
+                legs.push((session, *remote, request.codec));
+                joins.push((session, mix));
+            }
+        }
+        let ports = self.open_sessions(&legs, ptime_ms)?;
+        self.mix_members
+            .extend(joins.iter().map(|(session, _)| *session));
+        for (session, mix) in &joins {
+            self.send(Command::JoinMix {
+                session: *session,
+                mix: *mix,
+                muted: false,
+                deaf: false,
+            })?;
+        }
+        let answers = self.collect(joins.len(), |event| match *event {
+            Event::MixJoined { session, .. } => Some((session, None)),
+            Event::SessionFailed { session, reason } => Some((session, Some(reason))),
+            _ => None,
+        })?;
+        if let Some((session, Some(reason))) = answers.iter().find(|(_, r)| r.is_some()) {
+            return Err(BenchError::Engine(format!(
+                "JoinMix of session {session} failed: {reason:?}"
+            )));
+        }
+        let mut ports = ports.into_iter();
+        Ok(mixes
+            .iter()
+            .map(|request| {
+                ports
+                    .by_ref()
+                    .take(request.members.len())
+                    .map(|port| SocketAddrV4::new(self.rtp_ip, port))
+                    .collect()
+            })
+            .collect())
+    }
+
     fn close_calls(&mut self) -> Result<(), BenchError> {
-        let sessions: Vec<SessionId> = self
+        let mut sessions: Vec<SessionId> = self
             .calls
             .drain(..)
             .flat_map(|call| [call.a, call.b])
             .collect();
+        sessions.append(&mut self.mix_members);
         self.close_sessions(&sessions)
     }
 
@@ -384,8 +437,14 @@ impl Target for SwitchboardTarget {
 
     fn counters(&self) -> Option<EngineCounters> {
         let stats = self.segment.worker_stats(0).snapshot();
+        // Conferences send mixed packets, not relayed ones (the bench plays nothing else).
+        let forwarded = if self.mix_members.is_empty() {
+            stats.packets_relayed
+        } else {
+            stats.packets_out
+        };
         Some(EngineCounters {
-            forwarded: stats.packets_relayed,
+            forwarded,
             dropped: stats.drops_not_rtp
                 + stats.drops_unforwardable
                 + stats.drops_send_error
@@ -396,11 +455,15 @@ impl Target for SwitchboardTarget {
     fn core(&self) -> Option<usize> {
         Some(self.core)
     }
+
+    fn can_mix(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for SwitchboardTarget {
     fn drop(&mut self) {
-        if !self.calls.is_empty() {
+        if !self.calls.is_empty() || !self.mix_members.is_empty() {
             if let Err(error) = self.close_calls() {
                 warn!(%error, "closing the bench sessions");
             }

@@ -10,12 +10,16 @@
 //! Call recording: [`recording`] (placement, mixing, WAV header: pure), [`frame_ring`] (the
 //! SPSC ring between a worker and its writer) and [`recorder`] (the per-worker writer
 //! thread that owns the `<recordings_dir>/<hex>.wav` files).
+//! Conferences: [`jitter`] (a participant's jitter buffer) and [`mix`] (the bus the workers
+//! share and each worker's mixer); [`run`] creates the bus and hands it to every worker.
 
 pub mod digits;
 pub mod dtmf;
 pub mod frame_ring;
 pub mod g711;
 pub mod inband;
+pub mod jitter;
+pub mod mix;
 pub mod packet_io;
 pub mod player;
 pub mod ports;
@@ -32,10 +36,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use crate::mix::MixBus;
 use crate::ports::PortSlice;
 use crate::worker::{Worker, WorkerSetup};
 
@@ -91,6 +96,12 @@ pub fn run(
     attachment: shmq::Attachment,
 ) -> Result<(), MediaError> {
     let workers = validate(&cfg, &segment, &doorbells)?;
+    // Each mix needs a member session, so the session capacity bounds the live mixes.
+    let mix_bus = Arc::new(MixBus::new(
+        workers,
+        workers.saturating_mul(cfg.max_sessions_per_worker),
+        Instant::now(),
+    ));
     let mut setups = Vec::with_capacity(workers);
     let command_doorbells = doorbells.commands.into_iter();
     let event_doorbells = doorbells.events.into_iter();
@@ -111,6 +122,7 @@ pub fn run(
             events: segment.event_producer(index)?,
             command_doorbell,
             event_doorbell,
+            mix_bus: Arc::clone(&mix_bus),
         });
     }
     let mut built = Vec::with_capacity(workers);

@@ -406,6 +406,21 @@ impl Session {
         self.next_tick = 0;
     }
 
+    /// Moves the packet grid so the next packet leaves at `at` (at or after the one due
+    /// now), starting the stream if it had not started: the conference mixer puts its
+    /// members' packets on its 20 ms ticks. The RTP timestamp advances by the time the grid
+    /// moved, so it stays true to the clock.
+    pub fn rebase_grid(&mut self, at: Instant) {
+        if self.sending {
+            let moved = at.saturating_duration_since(self.next_send_at());
+            let samples = moved.as_micros() * u128::from(SAMPLES_PER_MS) / 1000;
+            self.timestamp = self.timestamp.wrapping_add(samples as u32);
+        }
+        self.sending = true;
+        self.start = at;
+        self.next_tick = 0;
+    }
+
     /// When the next packet is due.
     pub fn next_send_at(&self) -> Instant {
         self.deadline(self.next_tick)

@@ -13,6 +13,11 @@
 //! frames into the worker's SPSC ring to its recording writer thread ([`crate::recorder`]);
 //! the writer's completion reports come back on a second ring and become `RecordingDone`
 //! events here, so the event ring keeps this worker as its only producer.
+//!
+//! Conference mixing: a mix member's received audio goes into its jitter buffer in the
+//! worker's [`Mixer`]; the mixer runs on 20 ms ticks shared by all workers (through the
+//! [`MixBus`]) just before due packets are sent, and every audio packet a member sends gets
+//! its share of the mix added to whatever its play queue produced (see [`crate::mix`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -28,6 +33,7 @@ use shmq::{
 };
 use tracing::{debug, warn};
 
+use crate::mix::{MemberFlags, MemberId, MixBus, MixEvent, Mixer};
 use crate::packet_io::{IoBackend, PacketIo};
 use crate::player::MediaData;
 use crate::ports::{PortError, PortPool, PortSlice};
@@ -39,7 +45,7 @@ use crate::recording::{max_wav_samples, samples_since, Direction, ReceiveClock};
 use crate::rtp::RTP_HEADER_LEN;
 use crate::session::{
     PayloadCodec, Received, Session, SessionError, SessionEvent, SessionParams, SessionUpdate,
-    MAX_PACKET_LEN, SAMPLES_PER_MS,
+    Transmit, MAX_PACKET_LEN, SAMPLES_PER_MS,
 };
 use crate::MediaError;
 
@@ -75,6 +81,8 @@ pub struct WorkerSetup {
     pub events: shmq::Producer,
     pub command_doorbell: Doorbell,
     pub event_doorbell: Doorbell,
+    /// The conference mixes, shared with the other workers of the process.
+    pub mix_bus: Arc<MixBus>,
 }
 
 /// Events on their way to the event ring, with a bounded overflow queue.
@@ -178,6 +186,8 @@ struct SessionSlot {
     recording: Option<ActiveRecording>,
     /// The slot of the session this one is bridged to (always mutual).
     bridge: Option<usize>,
+    /// Its membership in a conference mix.
+    mix: Option<MemberId>,
 }
 
 /// A worker's state; [`Worker::run`] is its loop.
@@ -212,6 +222,8 @@ pub struct Worker {
     rtp_timeout: Duration,
     /// When sessions are next checked for the RTP timeout.
     next_timeout_sweep: Instant,
+    /// This worker's members of conference mixes.
+    mixer: Mixer,
 }
 
 impl Worker {
@@ -261,6 +273,7 @@ impl Worker {
             next_recording_serial: 0,
             rtp_timeout: setup.rtp_timeout,
             next_timeout_sweep: Instant::now(),
+            mixer: Mixer::new(setup.index, setup.mix_bus),
         })
     }
 
@@ -318,7 +331,10 @@ impl Worker {
             }
             self.receive();
             self.execute_commands(Instant::now());
-            self.send_due(Instant::now());
+            // Mixing first: packets due on a tick carry that tick's mix.
+            let now = Instant::now();
+            self.run_mix_ticks(now);
+            self.send_due(now);
             self.sweep_rtp_timeouts(Instant::now());
             self.end_due_recordings(Instant::now());
             self.recorder.flush();
@@ -350,6 +366,9 @@ impl Worker {
         }
         if !self.rtp_timeout.is_zero() {
             wake = wake.min(self.next_timeout_sweep);
+        }
+        if let Some(tick) = self.mixer.next_tick_at() {
+            wake = wake.min(tick);
         }
         if !self.outbox.pending.is_empty() || self.recorder.has_pending() {
             wake = wake.min(now + PENDING_RETRY);
@@ -400,13 +419,39 @@ impl Worker {
                 };
                 self.outbox.push(event);
             }
-            // The conference mixer is not built yet: the commands are refused.
-            Command::JoinMix { session, .. } | Command::LeaveMix { session } => {
-                self.outbox.push(Event::SessionFailed {
-                    session,
-                    reason: FailReason::BadCommand,
-                });
+            Command::JoinMix {
+                session,
+                mix,
+                muted,
+                deaf,
+            } => {
+                let event = match self.join_mix(session, mix, MemberFlags { muted, deaf }, now) {
+                    Ok(()) => Event::MixJoined {
+                        session,
+                        mix,
+                        muted,
+                        deaf,
+                    },
+                    Err(reason) => Event::SessionFailed { session, reason },
+                };
+                self.outbox.push(event);
             }
+            Command::LeaveMix { session } => match self.by_id.get(&session) {
+                Some(&index) => {
+                    if !self.leave_mix(index) {
+                        warn!(
+                            worker = self.index,
+                            session = session.0,
+                            "LeaveMix of a session in no mix"
+                        );
+                        self.outbox.push(Event::SessionFailed {
+                            session,
+                            reason: FailReason::BadCommand,
+                        });
+                    }
+                }
+                None => self.unknown_session(session),
+            },
             Command::Unbridge { session } => match self.by_id.get(&session) {
                 Some(&index) => {
                     if !self.unbridge(index, now) {
@@ -519,7 +564,10 @@ impl Worker {
                     ptime_ms,
                 };
                 let event = match self.update_session(session, update) {
-                    Ok(()) => Event::SessionUpdated { session },
+                    Ok(()) => {
+                        self.realign_mix_member(session, now);
+                        Event::SessionUpdated { session }
+                    }
                     Err(reason) => Event::SessionFailed { session, reason },
                 };
                 self.outbox.push(event);
@@ -605,6 +653,10 @@ impl Worker {
         let Some(index) = self.by_id.get(&session).copied() else {
             return;
         };
+        if self.is_mix_member(index) {
+            // A member already sends on the mix's ticks; the item starts on the next one.
+            return;
+        }
         if let Some(Some(slot)) = self.slots.get_mut(index) {
             slot.session.start_talkspurt(Instant::now());
         }
@@ -646,12 +698,17 @@ impl Worker {
                 .and_then(Option::as_ref)
                 .is_none_or(|slot| slot.bridge.is_some())
         };
-        if a == b || already_bridged(a) || already_bridged(b) {
+        if a == b
+            || already_bridged(a)
+            || already_bridged(b)
+            || self.is_mix_member(a)
+            || self.is_mix_member(b)
+        {
             warn!(
                 worker = self.index,
                 session = session.0,
                 peer = peer.0,
-                "Bridge refused: same session or already bridged"
+                "Bridge refused: same session, already bridged or in a mix"
             );
             return Err(FailReason::BadCommand);
         }
@@ -813,6 +870,7 @@ impl Worker {
                 session,
                 recording: None,
                 bridge: None,
+                mix: None,
             });
         }
         self.by_id.insert(id, index);
@@ -849,6 +907,8 @@ impl Worker {
 
     fn close_session(&mut self, index: usize) {
         let now = Instant::now();
+        // MixLeft comes before SessionClosed.
+        self.leave_mix(index);
         self.stop_recording(index, RecordingEnd::SessionClosed, now);
         if let Some(peer_index) = self
             .slots
@@ -902,6 +962,7 @@ impl Worker {
             outbox,
             stats,
             recorder,
+            mixer,
             ..
         } = self;
         while let Some(datagram) = io.next_datagram(recv_buffer) {
@@ -938,6 +999,9 @@ impl Worker {
                     position,
                     packet.payload,
                 );
+            }
+            if let (Some(member), Some((packet, codec))) = (slot.mix, received.audio()) {
+                mixer.receive(member, packet.ssrc, packet.timestamp, packet.payload, codec);
             }
             let (Some(peer_index), Received::Rtp { packet, kind }) = (slot.bridge, received) else {
                 continue;
@@ -980,6 +1044,7 @@ impl Worker {
             outbox,
             stats,
             recorder,
+            mixer,
             ..
         } = self;
         while let Some(Reverse((deadline, index, generation))) = deadlines.peek().copied() {
@@ -999,6 +1064,9 @@ impl Worker {
                 .poll_transmit(now, send_buffer, |e| outbox.push(session_event(id, e)))
             {
                 stats.late_ticks += transmit.skipped_ticks;
+                if let Some(member) = slot.mix {
+                    add_mix_to_packet(mixer, member, &slot.session, &transmit, send_buffer);
+                }
                 let packet = send_buffer.get(..transmit.len).unwrap_or_default();
                 if let (true, Some(recording)) = (transmit.audio, slot.recording.as_ref()) {
                     recorder.audio(
@@ -1191,6 +1259,158 @@ impl Worker {
                 end: finished.end,
             });
         }
+    }
+}
+
+/// The conference mix part of the worker (see [`crate::mix`]).
+impl Worker {
+    fn is_mix_member(&self, index: usize) -> bool {
+        self.slots
+            .get(index)
+            .and_then(Option::as_ref)
+            .is_some_and(|slot| slot.mix.is_some())
+    }
+
+    /// Makes a session a member of `mix` (see `Command::JoinMix`), or changes its flags if it
+    /// is one already. Its packets move onto the mixer's ticks (the stream starts if it had
+    /// not).
+    fn join_mix(
+        &mut self,
+        session: SessionId,
+        mix: shmq::MixId,
+        flags: MemberFlags,
+        now: Instant,
+    ) -> Result<(), FailReason> {
+        let worker = self.index;
+        let index = *self.by_id.get(&session).ok_or(FailReason::UnknownSession)?;
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return Err(FailReason::UnknownSession);
+        };
+        if slot.bridge.is_some() {
+            warn!(worker, session = session.0, "JoinMix of a bridged session");
+            return Err(FailReason::BadCommand);
+        }
+        if let Some(member) = slot.mix {
+            if self.mixer.mix_of(member) != Some(mix) {
+                warn!(
+                    worker,
+                    session = session.0,
+                    mix = mix.0,
+                    "JoinMix while in another mix"
+                );
+                return Err(FailReason::BadCommand);
+            }
+            self.mixer.set_flags(member, flags);
+            debug!(
+                worker,
+                session = session.0,
+                mix = mix.0,
+                ?flags,
+                "mix member updated"
+            );
+            return Ok(());
+        }
+        let member = self
+            .mixer
+            .join(session, mix, flags, slot.session.ptime_ms(), now)
+            .map_err(|error| {
+                warn!(worker, session = session.0, mix = mix.0, %error, "JoinMix refused");
+                FailReason::BadCommand
+            })?;
+        slot.mix = Some(member);
+        let at = self
+            .mixer
+            .aligned_send_time(slot.session.next_send_at(), now);
+        slot.session.rebase_grid(at);
+        self.reschedule(index);
+        debug!(
+            worker,
+            session = session.0,
+            mix = mix.0,
+            ?flags,
+            "joined mix"
+        );
+        Ok(())
+    }
+
+    /// Takes the session in `index` out of its mix and reports `MixLeft`; false if it was
+    /// in none.
+    fn leave_mix(&mut self, index: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(index).and_then(Option::as_mut) else {
+            return false;
+        };
+        let Some(member) = slot.mix.take() else {
+            return false;
+        };
+        let session = slot.id;
+        if let Some((mix, stats)) = self.mixer.leave(member) {
+            debug!(
+                worker = self.index,
+                session = session.0,
+                mix = mix.0,
+                ?stats,
+                "left mix"
+            );
+            self.outbox.push(Event::MixLeft { session, mix });
+        }
+        true
+    }
+
+    /// After an `UpdateSession` of a member: its output queue follows the new ptime and its
+    /// packets go back onto the mixer's ticks.
+    fn realign_mix_member(&mut self, session: SessionId, now: Instant) {
+        let Some(index) = self.by_id.get(&session).copied() else {
+            return;
+        };
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
+        let Some(member) = slot.mix else {
+            return;
+        };
+        self.mixer.set_ptime(member, slot.session.ptime_ms());
+        let at = self
+            .mixer
+            .aligned_send_time(slot.session.next_send_at(), now);
+        slot.session.rebase_grid(at);
+        self.reschedule(index);
+    }
+
+    /// Mixes every tick that has started; speaking changes become events.
+    fn run_mix_ticks(&mut self, now: Instant) {
+        let Self { mixer, outbox, .. } = self;
+        mixer.run_due_ticks(now, |event| match event {
+            MixEvent::Speaking {
+                session,
+                mix,
+                speaking,
+            } => outbox.push(Event::Speaking {
+                session,
+                mix,
+                speaking,
+            }),
+        });
+    }
+}
+
+/// A member's session wrote `transmit` into `buffer`: an audio packet gets the member's share
+/// of the mix; an RFC 4733 event (and any ticks the session skipped) uses up that much of it.
+fn add_mix_to_packet(
+    mixer: &mut Mixer,
+    member: MemberId,
+    session: &Session,
+    transmit: &Transmit,
+    buffer: &mut [u8],
+) {
+    let per_packet = usize::from(session.ptime_ms()) * SAMPLES_PER_MS as usize;
+    let skipped = usize::try_from(transmit.skipped_ticks).unwrap_or(usize::MAX);
+    mixer.skip_output(member, skipped.saturating_mul(per_packet));
+    if !transmit.audio {
+        mixer.skip_output(member, per_packet);
+        return;
+    }
+    if let Some(payload) = buffer.get_mut(RTP_HEADER_LEN..transmit.len) {
+        mixer.mix_into_payload(member, payload, session.codec());
     }
 }
 

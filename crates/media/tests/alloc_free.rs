@@ -1,8 +1,11 @@
 //! The packet path allocates nothing: with a counting global allocator, a media plane relaying
-//! a bridged call (PCMU ↔ PCMA, with DTMF events) and playing a file to a third session runs
-//! for a while with no allocation anywhere in the process. Setup (sessions, the file's
-//! mapping, the first packets) happens before the counting window; inside it only packets
-//! flow, sent and drained by threads that do not allocate either.
+//! a bridged call (PCMU ↔ PCMA, with DTMF events), playing a file to a third session and
+//! mixing a three-party conference spread over two workers (two members talking, one with
+//! DTMF events, one member hearing the mix over its own looping play queue) runs for a while
+//! with no allocation anywhere in the process. Setup (sessions, the file's mapping, joining
+//! the mix, the first packets) happens before the counting window; inside it only packets
+//! flow, sent and drained by threads that do not allocate either. (One test function: the
+//! allocator counts the whole process, so nothing else may run beside it.)
 
 mod support;
 
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use media::rtp::RtpHeader;
-use shmq::{Codec, Command, Event, SessionId};
+use shmq::{Codec, Command, Event, MixId, SessionId};
 use support::{media_id, wait_event, Control, TempDir};
 
 struct CountingAllocator;
@@ -116,7 +119,7 @@ fn the_packet_path_does_not_allocate() {
     let file = vec![0x55u8; 8000 * 10];
     let id = media_id(&file);
     std::fs::write(cache.join(id.file_name()), &file).unwrap();
-    let mut control = Control::start(&dir.0, &cache, 1, 32800);
+    let mut control = Control::start(&dir.0, &cache, 2, 32800);
 
     let (caller, callee, listener_socket) = (
         UdpSocket::bind("127.0.0.1:0").unwrap(),
@@ -153,9 +156,44 @@ fn the_packet_path_does_not_allocate() {
             loops: 0,
         },
     );
+    // The conference: d (PCMU, with DTMF) and e (PCMA) on worker 0 talk; f on worker 1
+    // listens with a looping announcement of its own.
+    let (member_d, member_e, member_f) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    let (d, e, f) = (SessionId(4), SessionId(5), SessionId(6));
+    let port_d = control.open(0, d, member_d.local_addr().unwrap(), Codec::Pcmu);
+    let port_e = control.open(0, e, member_e.local_addr().unwrap(), Codec::Pcma);
+    control.open(1, f, member_f.local_addr().unwrap(), Codec::Pcmu);
+    for (worker, session) in [(0, d), (0, e), (1, f)] {
+        control.send(
+            worker,
+            Command::JoinMix {
+                session,
+                mix: MixId(42),
+                muted: false,
+                deaf: false,
+            },
+        );
+        let joined = wait_event(&mut control, worker, "MixJoined", |e| {
+            matches!(e, Event::MixJoined { .. } | Event::SessionFailed { .. })
+        });
+        assert!(matches!(joined, Event::MixJoined { .. }), "{joined:?}");
+    }
+    control.send(
+        1,
+        Command::Play {
+            session: f,
+            play_id: 2,
+            media: id,
+            loops: 0,
+        },
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let counters: Vec<Arc<AtomicU64>> = (0..5).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let counters: Vec<Arc<AtomicU64>> = (0..10).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let threads = vec![
         talker(
             caller.try_clone().unwrap(),
@@ -176,6 +214,25 @@ fn the_packet_path_does_not_allocate() {
         listener(caller, Arc::clone(&stop), Arc::clone(&counters[2])),
         listener(callee, Arc::clone(&stop), Arc::clone(&counters[3])),
         listener(listener_socket, Arc::clone(&stop), Arc::clone(&counters[4])),
+        talker(
+            member_d.try_clone().unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], port_d)),
+            0,
+            true,
+            Arc::clone(&stop),
+            Arc::clone(&counters[5]),
+        ),
+        talker(
+            member_e.try_clone().unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], port_e)),
+            8,
+            false,
+            Arc::clone(&stop),
+            Arc::clone(&counters[6]),
+        ),
+        listener(member_d, Arc::clone(&stop), Arc::clone(&counters[7])),
+        listener(member_e, Arc::clone(&stop), Arc::clone(&counters[8])),
+        listener(member_f, Arc::clone(&stop), Arc::clone(&counters[9])),
     ];
     // Warm up: every path has run at least once (latching, offsets, the play's mapping).
     std::thread::sleep(Duration::from_millis(500));
@@ -204,6 +261,11 @@ fn the_packet_path_does_not_allocate() {
         ("caller heard", 2),
         ("callee heard", 3),
         ("listener heard", 4),
+        ("member d sent", 5),
+        ("member e sent", 6),
+        ("member d heard", 7),
+        ("member e heard", 8),
+        ("member f heard", 9),
     ] {
         assert!(
             heard[i] - heard_before[i] >= 50,

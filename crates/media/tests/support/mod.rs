@@ -66,6 +66,20 @@ impl Control {
         port_base: u16,
         rtp_timeout: Duration,
     ) -> Control {
+        Control::start_sized(dir, cache_dir, workers, (port_base, 100), 8, rtp_timeout)
+    }
+
+    /// [`Control::start`] with `ports.1` RTP ports from `ports.0` and room for
+    /// `max_sessions_per_worker` sessions per worker.
+    pub fn start_sized(
+        dir: &Path,
+        cache_dir: &Path,
+        workers: usize,
+        ports: (u16, u16),
+        max_sessions_per_worker: usize,
+        rtp_timeout: Duration,
+    ) -> Control {
+        let (port_base, port_count) = ports;
         let segment_path = dir.join("segment");
         let socket_path = dir.join("attach.sock");
         std::fs::create_dir_all(dir.join("recordings")).unwrap();
@@ -76,10 +90,10 @@ impl Control {
             cores: (0..workers).collect(),
             rtp_ip: "127.0.0.1".parse().unwrap(),
             rtp_port_min: port_base,
-            rtp_port_max: port_base + 99,
+            rtp_port_max: port_base + port_count - 1,
             cache_dir: cache_dir.to_path_buf(),
             recordings_dir: dir.join("recordings"),
-            max_sessions_per_worker: 8,
+            max_sessions_per_worker,
             rtp_timeout,
             io_backend: io_backend_under_test(),
         };
