@@ -139,11 +139,7 @@ pub fn format_utc(unix_secs: u64) -> String {
 }
 
 fn io_backend_name(backend: media::packet_io::IoBackend) -> &'static str {
-    match backend {
-        media::packet_io::IoBackend::Auto => "auto",
-        media::packet_io::IoBackend::IoUring => "io_uring",
-        media::packet_io::IoBackend::Epoll => "epoll",
-    }
+    backend.name()
 }
 
 /// Notes on anything unusual in a point (empty when clean).

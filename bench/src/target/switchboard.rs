@@ -116,6 +116,8 @@ impl SwitchboardTarget {
             max_sessions_per_worker: max_sessions.max(1),
             rtp_timeout: media::DEFAULT_RTP_TIMEOUT,
             io_backend,
+            // The bench drives the engine over loopback: kernel backends only.
+            dpdk: None,
         };
         // The media plane opens the segment and attaches as a separate process would.
         let media = std::thread::Builder::new()

@@ -4,9 +4,10 @@
 //! [`digits`] (RFC 4733 sending), [`dtmf`] (RFC 4733 reception), [`player`] (the play
 //! queue), [`session`] (the sans-IO core of one RTP session: pacing, playback, reception,
 //! latching, the bridge's re-stamping and transcoding), [`ports`] (per-worker RTP port
-//! slices), [`packet_io`] (the sockets, behind io_uring or epoll backends), [`timer`] (a
-//! precise deadline timer), [`worker`] (one worker loop). [`run`] starts one worker per
-//! configured core and supervises them until the control plane goes away.
+//! slices), [`packet_io`] (the sockets, behind io_uring or epoll backends, or a DPDK port
+//! with the `dpdk` feature), [`timer`] (a precise deadline timer), [`worker`] (one worker
+//! loop). [`run`] starts one worker per configured core and supervises them until the
+//! control plane goes away.
 //! Call recording: [`recording`] (placement, mixing, WAV header: pure), [`frame_ring`] (the
 //! SPSC ring between a worker and its writer) and [`recorder`] (the per-worker writer
 //! thread that owns the `<recordings_dir>/<hex>.wav` files).
@@ -63,6 +64,9 @@ pub struct MediaConfig {
     pub rtp_timeout: Duration,
     /// The packet I/O backend of every worker.
     pub io_backend: packet_io::IoBackend,
+    /// The DPDK port, when `io_backend` is `Dpdk` (then `rtp_ip` must be its address and
+    /// there is one worker: the port has one queue pair).
+    pub dpdk: Option<packet_io::DpdkConfig>,
 }
 
 /// The RTP timeout when none is configured.
@@ -117,6 +121,7 @@ pub fn run(
             max_sessions: cfg.max_sessions_per_worker,
             rtp_timeout: cfg.rtp_timeout,
             io_backend: cfg.io_backend,
+            dpdk: cfg.dpdk.clone(),
             segment: Arc::clone(&segment),
             commands: segment.command_consumer(index)?,
             events: segment.event_producer(index)?,
@@ -196,6 +201,9 @@ fn validate(
             doorbells.events.len()
         )));
     }
+    if cfg.io_backend == packet_io::IoBackend::Dpdk {
+        validate_dpdk(cfg, workers)?;
+    }
     if cfg.max_sessions_per_worker == 0 {
         return Err(MediaError::Config("max_sessions_per_worker is 0".into()));
     }
@@ -214,6 +222,36 @@ fn validate(
         }
     }
     Ok(workers)
+}
+
+/// The DPDK backend's constraints: a port configuration, a `dpdk` build, one worker (the
+/// port has one rx/tx queue pair and nothing steers traffic between queues), and the RTP
+/// address being the port's.
+fn validate_dpdk(cfg: &MediaConfig, workers: usize) -> Result<(), MediaError> {
+    let Some(dpdk) = &cfg.dpdk else {
+        return Err(MediaError::Config(
+            "io_backend dpdk needs a DPDK port configuration".into(),
+        ));
+    };
+    if !cfg!(feature = "dpdk") {
+        return Err(MediaError::Config(
+            "io_backend dpdk: this build has no DPDK support (cargo feature `dpdk`)".into(),
+        ));
+    }
+    if workers != 1 {
+        return Err(MediaError::Config(format!(
+            "io_backend dpdk runs one worker (the port has one rx/tx queue pair and no flow \
+             steering between queues), but {workers} cores are configured"
+        )));
+    }
+    if cfg.rtp_ip != IpAddr::V4(dpdk.ipv4) {
+        return Err(MediaError::Config(format!(
+            "io_backend dpdk: the RTP address {} must be the DPDK port's address {}",
+            cfg.rtp_ip, dpdk.ipv4
+        )));
+    }
+    dpdk.validate()
+        .map_err(|e| MediaError::Config(e.to_string()))
 }
 
 /// Joins every worker; the first failure (in worker order) is the result.

@@ -34,7 +34,7 @@ use shmq::{
 use tracing::{debug, warn};
 
 use crate::mix::{MemberFlags, MemberId, MixBus, MixEvent, Mixer};
-use crate::packet_io::{IoBackend, PacketIo};
+use crate::packet_io::{DpdkConfig, IoBackend, PacketIo};
 use crate::player::MediaData;
 use crate::ports::{PortError, PortPool, PortSlice};
 use crate::recorder::{
@@ -76,6 +76,8 @@ pub struct WorkerSetup {
     pub rtp_timeout: Duration,
     /// Which packet I/O backend to use.
     pub io_backend: IoBackend,
+    /// The port, for the DPDK backend.
+    pub dpdk: Option<DpdkConfig>,
     pub segment: Arc<shmq::Segment>,
     pub commands: shmq::Consumer,
     pub events: shmq::Producer,
@@ -234,7 +236,8 @@ impl Worker {
             source,
         };
         let max = setup.max_sessions;
-        let (mut io, fallback) = PacketIo::open(setup.io_backend, max).map_err(io_err)?;
+        let (mut io, fallback) =
+            PacketIo::open(setup.io_backend, max, setup.dpdk.as_ref()).map_err(io_err)?;
         if let Some(why) = fallback {
             warn!(worker = setup.index, %why, "io_uring unavailable; using epoll");
         }
@@ -838,11 +841,12 @@ impl Worker {
             return Err(FailReason::SessionTableFull);
         };
         let rtp_ip = self.rtp_ip;
-        let (port, socket) = match self
+        let io = &mut self.io;
+        let port = match self
             .ports
-            .acquire(|port| std::net::UdpSocket::bind(SocketAddr::new(rtp_ip, port)))
+            .acquire(|port| io.bind(index, SocketAddr::new(rtp_ip, port)))
         {
-            Ok(bound) => bound,
+            Ok((port, ())) => port,
             Err(error) => {
                 self.free_slots.push(index);
                 return Err(match error {
@@ -854,12 +858,6 @@ impl Worker {
                 });
             }
         };
-        if let Err(error) = self.io.add_socket(index, socket) {
-            warn!(worker = self.index, port, %error, "registering an RTP socket failed");
-            self.ports.release(port);
-            self.free_slots.push(index);
-            return Err(FailReason::SocketError);
-        }
         // No deadline yet: the session sends nothing until its first item is queued.
         let generation = self.generations.get(index).copied().unwrap_or(0);
         if let Some(entry) = self.slots.get_mut(index) {

@@ -380,6 +380,11 @@ fn rtp_timeout_is_reported_once_per_silence() {
         matches!(e, Event::RtpTimeout { .. })
     });
     assert!(matches!(second, Event::RtpTimeout { session: s, .. } if s == session));
+    // The worker publishes its counters after its events: wait for them to catch up.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while control.segment.worker_stats(0).snapshot().rtp_timeouts < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(control.segment.worker_stats(0).snapshot().rtp_timeouts, 2);
     control.stop().unwrap();
 }

@@ -98,8 +98,12 @@ pub struct MediaSection {
     /// Seconds without RTP after which an answered call is hung up (0: never).
     pub rtp_timeout_secs: u64,
     /// Packet I/O backend of the media workers: "auto" (io_uring where the kernel allows
-    /// it, else epoll), "io_uring" or "epoll".
+    /// it, else epoll), "io_uring", "epoll", or "dpdk" (a build with the `dpdk` feature,
+    /// `dpdk_config`, one core, and `rtp_ip` = the port's address).
     pub io_backend: String,
+    /// The DPDK port's configuration file (format: firmware-cfg/README.md), for
+    /// `io_backend = "dpdk"`.
+    pub dpdk_config: Option<PathBuf>,
 }
 
 impl Default for MediaSection {
@@ -111,6 +115,7 @@ impl Default for MediaSection {
             max_sessions_per_worker: 4096,
             rtp_timeout_secs: 60,
             io_backend: "auto".into(),
+            dpdk_config: None,
         }
     }
 }
@@ -203,9 +208,11 @@ impl Config {
         if self.media.cores.is_empty() {
             bail!("[media] cores must name at least one core");
         }
-        if let Err(e) = self.media.io_backend.parse::<media::packet_io::IoBackend>() {
-            bail!("[media] io_backend: {e}");
-        }
+        let backend = match self.media.io_backend.parse::<media::packet_io::IoBackend>() {
+            Ok(backend) => backend,
+            Err(e) => bail!("[media] io_backend: {e}"),
+        };
+        self.validate_dpdk(backend)?;
         for account in &self.accounts {
             if !is_sid(&account.sid, "AC") {
                 bail!(
@@ -242,6 +249,65 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// With `io_backend = "dpdk"`: a readable, valid port file, one media core, and the RTP
+    /// address set to the port's (it is what SDP advertises); without it, no port file.
+    fn validate_dpdk(&self, backend: media::packet_io::IoBackend) -> Result<()> {
+        if backend != media::packet_io::IoBackend::Dpdk {
+            if self.media.dpdk_config.is_some() {
+                bail!(
+                    "[media] dpdk_config is set but io_backend is {:?}: set io_backend = \"dpdk\" \
+                     or remove dpdk_config",
+                    self.media.io_backend
+                );
+            }
+            return Ok(());
+        }
+        let Some(port) = self.dpdk_port()? else {
+            bail!(
+                "[media] io_backend = \"dpdk\" needs dpdk_config, the DPDK port's configuration \
+                 file (see firmware-cfg/README.md)"
+            );
+        };
+        if self.media.cores.len() != 1 {
+            bail!(
+                "[media] io_backend = \"dpdk\" runs one media worker (the port has one rx/tx \
+                 queue pair; RSS/flow steering is not supported): set cores to one core, not {:?}",
+                self.media.cores
+            );
+        }
+        if self.media.rtp_ip != Some(IpAddr::V4(port.ipv4)) {
+            bail!(
+                "[media] io_backend = \"dpdk\": set rtp_ip = \"{}\", the DPDK port's address \
+                 (RTP is sent from and advertised at it)",
+                port.ipv4
+            );
+        }
+        Ok(())
+    }
+
+    /// The DPDK port configuration named by `[media] dpdk_config`, read and validated.
+    #[cfg(feature = "dpdk")]
+    pub fn dpdk_port(&self) -> Result<Option<media::packet_io::DpdkConfig>> {
+        let Some(path) = &self.media.dpdk_config else {
+            return Ok(None);
+        };
+        Ok(Some(
+            media::packet_io::DpdkConfig::load(path).context("[media] dpdk_config")?,
+        ))
+    }
+
+    /// The DPDK port configuration: a build without the `dpdk` feature cannot have one.
+    #[cfg(not(feature = "dpdk"))]
+    pub fn dpdk_port(&self) -> Result<Option<media::packet_io::DpdkConfig>> {
+        if self.media.dpdk_config.is_some() {
+            bail!(
+                "[media] dpdk_config: this switchboard was built without DPDK support \
+                 (cargo build -p switchboard --features dpdk)"
+            );
+        }
+        Ok(None)
     }
 
     /// `(min, max)` of the RTP port range.
@@ -421,5 +487,58 @@ mod tests {
         assert!(toml::from_str::<Config>("[sipp]\nx = 1").is_err());
         let c: Config = toml::from_str("[sip]\nlisten = \"0.0.0.0:5060\"").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("rtp_ip"));
+    }
+
+    fn media_error(media_section: &str) -> String {
+        let c: Config = toml::from_str(&format!("[media]\n{media_section}")).unwrap();
+        c.validate().unwrap_err().to_string()
+    }
+
+    /// The example port file in firmware-cfg/.
+    fn example_port_file() -> String {
+        format!(
+            "{}/../../firmware-cfg/dpdk-veth.toml",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    }
+
+    #[test]
+    fn dpdk_settings_must_go_together() {
+        assert!(media_error("io_backend = \"dpdk\"").contains("needs dpdk_config"));
+        let stray = format!("dpdk_config = \"{}\"", example_port_file());
+        assert!(media_error(&stray).contains("io_backend"));
+        assert!(media_error("io_backend = \"netmap\"").contains("expected auto"));
+    }
+
+    #[cfg(not(feature = "dpdk"))]
+    #[test]
+    fn a_build_without_dpdk_refuses_a_dpdk_configuration() {
+        let section = format!(
+            "io_backend = \"dpdk\"\ndpdk_config = \"{}\"",
+            example_port_file()
+        );
+        assert!(media_error(&section).contains("--features dpdk"));
+    }
+
+    #[cfg(feature = "dpdk")]
+    #[test]
+    fn a_dpdk_configuration_needs_one_core_and_the_ports_address() {
+        let base = format!(
+            "io_backend = \"dpdk\"\ndpdk_config = \"{}\"",
+            example_port_file()
+        );
+        let good = format!("{base}\ncores = [0]\nrtp_ip = \"10.211.0.1\"");
+        let c: Config = toml::from_str(&format!("[media]\n{good}")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.dpdk_port().unwrap().unwrap().ipv4.to_string(),
+            "10.211.0.1"
+        );
+        let two = format!("{base}\ncores = [0, 1]\nrtp_ip = \"10.211.0.1\"");
+        assert!(media_error(&two).contains("one media worker"));
+        let other_ip = format!("{base}\ncores = [0]\nrtp_ip = \"10.211.0.9\"");
+        assert!(media_error(&other_ip).contains("rtp_ip = \"10.211.0.1\""));
+        let missing = "io_backend = \"dpdk\"\ndpdk_config = \"/nonexistent/dpdk.toml\"";
+        assert!(media_error(missing).contains("dpdk_config"));
     }
 }

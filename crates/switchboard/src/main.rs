@@ -107,6 +107,7 @@ fn media_main(args: Args) -> Result<()> {
             rtp_timeout: Duration::from_secs(config.media.rtp_timeout_secs),
             // Checked when the configuration was loaded.
             io_backend: config.media.io_backend.parse().unwrap_or_default(),
+            dpdk: config.dpdk_port()?,
         },
         segment,
         doorbells,

@@ -1,5 +1,5 @@
-//! Packet I/O for one media worker: the sockets of its sessions, waiting, receiving and
-//! sending, behind one interface with two backends.
+//! Packet I/O for one media worker: the sockets (or, under DPDK, the bound ports) of its
+//! sessions, waiting, receiving and sending, behind one interface with three backends.
 //!
 //! - [`uring`]: io_uring. One multishot `recvmsg` per socket draws from a provided-buffer ring,
 //!   so a whole loop iteration's receives, across every socket, cost one `io_uring_enter`; the
@@ -9,15 +9,25 @@
 //! - [`epoll`]: epoll through mio, `recvmmsg` batches per ready socket, sends queued and
 //!   flushed with `sendmmsg`, a timerfd for sub-millisecond deadlines. The fallback, chosen
 //!   automatically when io_uring is unavailable, or by configuration.
+//! - `dpdk` (cargo feature `dpdk`): a DPDK port owned by the worker, which is its own
+//!   Ethernet/ARP/IPv4/UDP stack ([`frame`], [`neighbours`]); sessions bind a local port
+//!   instead of a socket. Configured by a [`DpdkConfig`] (firmware-cfg/).
 //!
-//! The worker sees the same calls either way: [`PacketIo::wait`] until a deadline, then
-//! [`PacketIo::next_datagram`] until it returns `None`, [`PacketIo::send`] as packets are
-//! due; queued sends leave by the next `wait` at the latest. Nothing here allocates after
-//! construction.
+//! The worker sees the same calls either way: [`PacketIo::bind`] for a session's local
+//! address, [`PacketIo::wait`] until a deadline, then [`PacketIo::next_datagram`] until it
+//! returns `None`, [`PacketIo::send`] as packets are due; queued sends leave by the next
+//! `wait` at the latest. Nothing here allocates after construction.
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
+pub mod dpdk_config;
 pub mod epoll;
+pub mod frame;
+pub mod neighbours;
 pub mod sockaddr;
 pub mod uring;
+
+pub use dpdk_config::{DpdkConfig, DpdkConfigError};
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -37,6 +47,20 @@ pub enum IoBackend {
     Auto,
     IoUring,
     Epoll,
+    /// A DPDK port (needs the `dpdk` feature and a [`DpdkConfig`]).
+    Dpdk,
+}
+
+impl IoBackend {
+    /// The name configuration uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoBackend::Auto => "auto",
+            IoBackend::IoUring => "io_uring",
+            IoBackend::Epoll => "epoll",
+            IoBackend::Dpdk => "dpdk",
+        }
+    }
 }
 
 impl FromStr for IoBackend {
@@ -47,8 +71,9 @@ impl FromStr for IoBackend {
             "auto" => Ok(IoBackend::Auto),
             "io_uring" | "io-uring" | "uring" => Ok(IoBackend::IoUring),
             "epoll" => Ok(IoBackend::Epoll),
+            "dpdk" => Ok(IoBackend::Dpdk),
             other => Err(format!(
-                "unknown I/O backend {other:?} (expected auto, io_uring or epoll)"
+                "unknown I/O backend {other:?} (expected auto, io_uring, epoll or dpdk)"
             )),
         }
     }
@@ -85,6 +110,8 @@ pub struct Datagram {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IoErrors {
     pub send: u64,
+    /// Receive failures; under DPDK also frames for this host that reached no session
+    /// (malformed, fragments, unknown ports).
     pub receive: u64,
     /// Datagrams longer than [`MAX_DATAGRAM`], dropped.
     pub oversized: u64,
@@ -94,13 +121,29 @@ pub struct IoErrors {
 pub enum PacketIo {
     Uring(Box<uring::UringIo>),
     Epoll(Box<epoll::EpollIo>),
+    #[cfg(feature = "dpdk")]
+    Dpdk(Box<dpdk::DpdkIo>),
 }
 
 impl PacketIo {
     /// Opens the backend for up to `capacity` sockets. `Auto` tries io_uring first and falls
-    /// back to epoll, returning why in the second value.
-    pub fn open(backend: IoBackend, capacity: usize) -> io::Result<(PacketIo, Option<io::Error>)> {
+    /// back to epoll, returning why in the second value. `Dpdk` opens the port `dpdk`
+    /// describes (and initialises the EAL, the first time).
+    pub fn open(
+        backend: IoBackend,
+        capacity: usize,
+        dpdk: Option<&DpdkConfig>,
+    ) -> io::Result<(PacketIo, Option<io::Error>)> {
         match backend {
+            IoBackend::Dpdk => {
+                let Some(config) = dpdk else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "the dpdk backend needs a DPDK port configuration",
+                    ));
+                };
+                open_dpdk(config, capacity)
+            }
             IoBackend::IoUring => Ok((
                 PacketIo::Uring(Box::new(uring::UringIo::new(capacity)?)),
                 None,
@@ -124,6 +167,8 @@ impl PacketIo {
         match self {
             PacketIo::Uring(_) => "io_uring",
             PacketIo::Epoll(_) => "epoll",
+            #[cfg(feature = "dpdk")]
+            PacketIo::Dpdk(_) => "dpdk",
         }
     }
 
@@ -133,24 +178,45 @@ impl PacketIo {
         match self {
             PacketIo::Uring(io) => io.add_waker(fd, id),
             PacketIo::Epoll(io) => io.add_waker(fd, id),
+            #[cfg(feature = "dpdk")]
+            PacketIo::Dpdk(io) => io.add_waker(fd, id),
         }
     }
 
-    /// Takes a bound socket for session slot `slot` (< capacity) and starts receiving on it.
+    /// Receives datagrams to `local` for session slot `slot` (< capacity): the kernel
+    /// backends bind a UDP socket to it, DPDK binds the port in its own table.
+    /// `AddrInUse` means the port is taken.
+    pub fn bind(&mut self, slot: usize, local: SocketAddr) -> io::Result<()> {
+        match self {
+            #[cfg(feature = "dpdk")]
+            PacketIo::Dpdk(io) => io.bind(slot, local),
+            _ => self.add_socket(slot, UdpSocket::bind(local)?),
+        }
+    }
+
+    /// Takes a bound socket for session slot `slot` (< capacity) and starts receiving on it
+    /// (kernel backends only).
     pub fn add_socket(&mut self, slot: usize, socket: UdpSocket) -> io::Result<()> {
         socket.set_nonblocking(true)?;
         match self {
             PacketIo::Uring(io) => io.add_socket(slot, socket),
             PacketIo::Epoll(io) => io.add_socket(slot, socket),
+            #[cfg(feature = "dpdk")]
+            PacketIo::Dpdk(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the DPDK backend has no kernel sockets (bind a local address instead)",
+            )),
         }
     }
 
-    /// Stops receiving on the slot's socket and closes it; datagrams not yet delivered from
-    /// it are dropped.
+    /// Stops receiving on the slot's socket (or bound port) and closes it; datagrams not yet
+    /// delivered from it are dropped.
     pub fn remove_socket(&mut self, slot: usize) {
         match self {
             PacketIo::Uring(io) => io.remove_socket(slot),
             PacketIo::Epoll(io) => io.remove_socket(slot),
+            #[cfg(feature = "dpdk")]
+            PacketIo::Dpdk(io) => io.remove_socket(slot),
         }
     }
 
@@ -160,6 +226,8 @@ impl PacketIo {
         match self {
             PacketIo::Uring(io) => io.wait(deadline),
             PacketIo::Epoll(io) => io.wait(deadline),
+            #[cfg(feature = "dpdk")]
+            PacketIo::Dpdk(io) => io.wait(deadline),
         }
     }
 
@@ -169,6 +237,8 @@ impl PacketIo {
         match self {
             PacketIo::Uring(io) => io.next_datagram(buf),
             PacketIo::Epoll(io) => io.next_datagram(buf),
+            #[cfg(feature = "dpdk")]
+            PacketIo::Dpdk(io) => io.next_datagram(buf),
         }
     }
 
@@ -183,6 +253,8 @@ impl PacketIo {
         match self {
             PacketIo::Uring(io) => io.send(slot, destination, datagram),
             PacketIo::Epoll(io) => io.send(slot, destination, datagram),
+            #[cfg(feature = "dpdk")]
+            PacketIo::Dpdk(io) => io.send(slot, destination, datagram),
         }
     }
 
@@ -191,8 +263,26 @@ impl PacketIo {
         match self {
             PacketIo::Uring(io) => std::mem::take(&mut io.errors),
             PacketIo::Epoll(io) => std::mem::take(&mut io.errors),
+            #[cfg(feature = "dpdk")]
+            PacketIo::Dpdk(io) => std::mem::take(&mut io.errors),
         }
     }
+}
+
+#[cfg(feature = "dpdk")]
+fn open_dpdk(config: &DpdkConfig, capacity: usize) -> io::Result<(PacketIo, Option<io::Error>)> {
+    Ok((
+        PacketIo::Dpdk(Box::new(dpdk::DpdkIo::new(config, capacity)?)),
+        None,
+    ))
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn open_dpdk(_: &DpdkConfig, _: usize) -> io::Result<(PacketIo, Option<io::Error>)> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this build has no DPDK support (cargo feature `dpdk`)",
+    ))
 }
 
 #[cfg(test)]

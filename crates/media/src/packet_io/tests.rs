@@ -7,8 +7,8 @@ use super::*;
 use shmq::Doorbell;
 
 fn backends() -> Vec<PacketIo> {
-    let mut all = vec![PacketIo::open(IoBackend::Epoll, 64).unwrap().0];
-    match PacketIo::open(IoBackend::IoUring, 64) {
+    let mut all = vec![PacketIo::open(IoBackend::Epoll, 64, None).unwrap().0];
+    match PacketIo::open(IoBackend::IoUring, 64, None) {
         Ok((io, _)) => all.push(io),
         // The kernel refuses io_uring (too old, or disabled by sysctl/seccomp): say so.
         Err(why) => eprintln!("io_uring backend not tested here: {why}"),
@@ -156,5 +156,57 @@ fn backend_names_parse() {
     assert_eq!("auto".parse::<IoBackend>(), Ok(IoBackend::Auto));
     assert_eq!("io_uring".parse::<IoBackend>(), Ok(IoBackend::IoUring));
     assert_eq!("epoll".parse::<IoBackend>(), Ok(IoBackend::Epoll));
-    assert!("dpdk".parse::<IoBackend>().is_err());
+    assert_eq!("dpdk".parse::<IoBackend>(), Ok(IoBackend::Dpdk));
+    assert!("netmap".parse::<IoBackend>().is_err());
+    for backend in [
+        IoBackend::Auto,
+        IoBackend::IoUring,
+        IoBackend::Epoll,
+        IoBackend::Dpdk,
+    ] {
+        assert_eq!(backend.name().parse::<IoBackend>(), Ok(backend));
+    }
+}
+
+#[test]
+fn the_dpdk_backend_needs_its_configuration_and_the_feature() {
+    let error = PacketIo::open(IoBackend::Dpdk, 8, None).err().unwrap();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    #[cfg(not(feature = "dpdk"))]
+    {
+        let config = DpdkConfig {
+            eal_args: Vec::new(),
+            device: "net_null0".into(),
+            ipv4: std::net::Ipv4Addr::new(10, 0, 0, 1),
+            prefix_len: 24,
+            gateway: None,
+            rx_ring_size: 1024,
+            tx_ring_size: 1024,
+            mbuf_pool_size: 8191,
+            mbuf_cache_size: 256,
+        };
+        let error = PacketIo::open(IoBackend::Dpdk, 8, Some(&config))
+            .err()
+            .unwrap();
+        assert_eq!(error.kind(), std::io::ErrorKind::Unsupported);
+    }
+}
+
+#[test]
+fn bind_opens_a_socket_on_the_kernel_backends_and_reports_ports_in_use() {
+    for mut io in backends() {
+        let name = io.name();
+        let probe = bound();
+        let local = probe.local_addr().unwrap();
+        let error = io.bind(1, local).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{name}");
+        drop(probe);
+        io.bind(1, local).unwrap();
+        let peer = bound();
+        peer.send_to(b"to a bound port", local).unwrap();
+        let got = collect(&mut io, 1);
+        assert_eq!(got.len(), 1, "{name}");
+        assert_eq!(got[0].0.slot, 1, "{name}");
+        assert_eq!(got[0].1, b"to a bound port", "{name}");
+    }
 }

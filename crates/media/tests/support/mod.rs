@@ -66,7 +66,9 @@ impl Control {
         port_base: u16,
         rtp_timeout: Duration,
     ) -> Control {
-        Control::start_sized(dir, cache_dir, workers, (port_base, 100), 8, rtp_timeout)
+        Control::start_configured(dir, cache_dir, workers, port_base, |cfg| {
+            cfg.rtp_timeout = rtp_timeout;
+        })
     }
 
     /// [`Control::start`] with `ports.1` RTP ports from `ports.0` and room for
@@ -80,23 +82,40 @@ impl Control {
         rtp_timeout: Duration,
     ) -> Control {
         let (port_base, port_count) = ports;
+        Control::start_configured(dir, cache_dir, workers, port_base, |cfg| {
+            cfg.rtp_port_max = port_base + port_count - 1;
+            cfg.max_sessions_per_worker = max_sessions_per_worker;
+            cfg.rtp_timeout = rtp_timeout;
+        })
+    }
+
+    /// [`Control::start`] with the media configuration adjusted by `configure` first.
+    pub fn start_configured(
+        dir: &Path,
+        cache_dir: &Path,
+        workers: usize,
+        port_base: u16,
+        configure: impl FnOnce(&mut MediaConfig),
+    ) -> Control {
         let segment_path = dir.join("segment");
         let socket_path = dir.join("attach.sock");
         std::fs::create_dir_all(dir.join("recordings")).unwrap();
         let segment = shmq::Segment::create(&segment_path, workers, 256).unwrap();
         let doorbells = shmq::DoorbellSet::new(workers).unwrap();
         let listener = shmq::AttachListener::bind(&socket_path).unwrap();
-        let cfg = MediaConfig {
+        let mut cfg = MediaConfig {
             cores: (0..workers).collect(),
             rtp_ip: "127.0.0.1".parse().unwrap(),
             rtp_port_min: port_base,
-            rtp_port_max: port_base + port_count - 1,
+            rtp_port_max: port_base + 99,
             cache_dir: cache_dir.to_path_buf(),
             recordings_dir: dir.join("recordings"),
-            max_sessions_per_worker,
-            rtp_timeout,
+            max_sessions_per_worker: 8,
+            rtp_timeout: Duration::ZERO,
             io_backend: io_backend_under_test(),
+            dpdk: None,
         };
+        configure(&mut cfg);
         let media = std::thread::spawn(move || {
             let segment = shmq::Segment::open(&segment_path)?;
             let (doorbells, attachment) = shmq::attach(&socket_path, &segment)?;
@@ -178,6 +197,15 @@ impl Control {
             } if s == session => local_port,
             other => panic!("expected SessionOpened, got {other:?}"),
         }
+    }
+
+    /// What `media::run` returned, if it has already returned (it failed to start, or
+    /// stopped on its own).
+    pub fn ended(&mut self) -> Option<Result<(), MediaError>> {
+        if !self.media.as_ref()?.is_finished() {
+            return None;
+        }
+        Some(self.media.take()?.join().unwrap())
     }
 
     /// Detaches (as a dying control plane would) and returns what `run` returned.
