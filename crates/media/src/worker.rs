@@ -13,6 +13,13 @@
 //! frames into the worker's SPSC ring to its recording writer thread ([`crate::recorder`]);
 //! the writer's completion reports come back on a second ring and become `RecordingDone`
 //! events here, so the event ring keeps this worker as its only producer.
+//!
+//! RTCP: every session also has a socket on its RTP port + 1, registered with the same packet
+//! I/O under id `max_sessions + slot`. RTCP arriving there, or multiplexed on the RTP port
+//! (RFC 5761), goes to the session's RTCP side; it is never forwarded to a bridge peer (each
+//! leg terminates its own RTCP). A heap of report deadlines sends each session's compound
+//! reports, each followed by a `QosReport` event; closing a session sends its last report
+//! (with BYE) and a final `QosReport` before `SessionClosed`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -20,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use shmq::{
     Codec, Command, Doorbell, Event, FailReason, MediaId, Record, RecordingChannels, RecordingEnd,
@@ -36,6 +43,8 @@ use crate::recorder::{
     StopMessage, WriterEnd,
 };
 use crate::recording::{max_wav_samples, samples_since, Direction, ReceiveClock};
+use crate::rtcp::{is_rtcp, NtpClock};
+use crate::rtcp_session::{RtcpReceived, RtcpTransmit};
 use crate::rtp::RTP_HEADER_LEN;
 use crate::session::{
     PayloadCodec, Received, Session, SessionError, SessionEvent, SessionParams, SessionUpdate,
@@ -147,6 +156,8 @@ struct StatsDelta {
     send_errors: u64,
     receive_errors: u64,
     rtp_timeouts: u64,
+    /// RTCP datagrams that were not valid compound packets.
+    bad_rtcp: u64,
     busy_ns: u64,
 }
 
@@ -212,6 +223,11 @@ pub struct Worker {
     rtp_timeout: Duration,
     /// When sessions are next checked for the RTP timeout.
     next_timeout_sweep: Instant,
+    /// NTP timestamps for RTCP, from the monotonic clock.
+    ntp: NtpClock,
+    /// (report deadline, slot): each session's next RTCP report; an entry whose deadline is
+    /// no longer its session's (closed, or a new session in the slot) is skipped.
+    rtcp_deadlines: BinaryHeap<Reverse<(Instant, usize)>>,
 }
 
 impl Worker {
@@ -222,7 +238,8 @@ impl Worker {
             source,
         };
         let max = setup.max_sessions;
-        let (mut io, fallback) = PacketIo::open(setup.io_backend, max).map_err(io_err)?;
+        // Two sockets per session: RTP in `slot`, RTCP in `max + slot`.
+        let (mut io, fallback) = PacketIo::open(setup.io_backend, max * 2).map_err(io_err)?;
         if let Some(why) = fallback {
             warn!(worker = setup.index, %why, "io_uring unavailable; using epoll");
         }
@@ -261,6 +278,8 @@ impl Worker {
             next_recording_serial: 0,
             rtp_timeout: setup.rtp_timeout,
             next_timeout_sweep: Instant::now(),
+            ntp: NtpClock::new(Instant::now(), SystemTime::now()),
+            rtcp_deadlines: BinaryHeap::with_capacity(max * 2 + 16),
         })
     }
 
@@ -319,6 +338,7 @@ impl Worker {
             self.receive();
             self.execute_commands(Instant::now());
             self.send_due(Instant::now());
+            self.send_rtcp_reports(Instant::now());
             self.sweep_rtp_timeouts(Instant::now());
             self.end_due_recordings(Instant::now());
             self.recorder.flush();
@@ -346,6 +366,9 @@ impl Worker {
             wake = wake.min(*deadline);
         }
         if let Some(Reverse((deadline, _, _))) = self.recording_deadlines.peek() {
+            wake = wake.min(*deadline);
+        }
+        if let Some(Reverse((deadline, _))) = self.rtcp_deadlines.peek() {
             wake = wake.min(*deadline);
         }
         if !self.rtp_timeout.is_zero() {
@@ -774,10 +797,13 @@ impl Worker {
             return Err(FailReason::SessionTableFull);
         };
         let rtp_ip = self.rtp_ip;
-        let (port, socket) = match self
-            .ports
-            .acquire(|port| std::net::UdpSocket::bind(SocketAddr::new(rtp_ip, port)))
-        {
+        // The RTP port and the RTCP port above it; a port whose pair is taken is skipped.
+        let (port, (socket, rtcp_socket)) = match self.ports.acquire(|port| {
+            let rtp = std::net::UdpSocket::bind(SocketAddr::new(rtp_ip, port))?;
+            let rtcp_port = port.checked_add(1).ok_or(std::io::ErrorKind::AddrInUse)?;
+            let rtcp = std::net::UdpSocket::bind(SocketAddr::new(rtp_ip, rtcp_port))?;
+            Ok((rtp, rtcp))
+        }) {
             Ok(bound) => bound,
             Err(error) => {
                 self.free_slots.push(index);
@@ -796,6 +822,15 @@ impl Worker {
             self.free_slots.push(index);
             return Err(FailReason::SocketError);
         }
+        if let Err(error) = self.io.add_socket(self.rtcp_socket(index), rtcp_socket) {
+            warn!(worker = self.index, port, %error, "registering an RTCP socket failed");
+            self.io.remove_socket(index);
+            self.ports.release(port);
+            self.free_slots.push(index);
+            return Err(FailReason::SocketError);
+        }
+        self.rtcp_deadlines
+            .push(Reverse((session.next_report_at(), index)));
         // No deadline yet: the session sends nothing until its first item is queued.
         let generation = self.generations.get(index).copied().unwrap_or(0);
         if let Some(entry) = self.slots.get_mut(index) {
@@ -857,10 +892,26 @@ impl Worker {
                 .map(|slot| slot.id);
             self.end_bridge_leg(peer_index, closed, now);
         }
-        let Some(slot) = self.slots.get_mut(index).and_then(Option::take) else {
+        let Some(mut slot) = self.slots.get_mut(index).and_then(Option::take) else {
             return;
         };
+        // The last RTCP report (with BYE); the final quality figures go out right before
+        // SessionClosed.
+        let ntp = self.ntp.ntp(now);
+        if let Some(transmit) = slot.session.final_report(now, ntp, &mut self.send_buffer) {
+            let sessions = self.slots.len();
+            send_rtcp(
+                &mut self.io,
+                &mut self.stats,
+                sessions,
+                index,
+                transmit,
+                &self.send_buffer,
+            );
+        }
+        let final_qos = slot.session.qos(now, true);
         self.io.remove_socket(index);
+        self.io.remove_socket(self.rtcp_socket(index));
         self.ports.release(slot.port);
         if let Some(generation) = self.generations.get_mut(index) {
             *generation = generation.wrapping_add(1);
@@ -870,6 +921,10 @@ impl Worker {
         let id = slot.id;
         let outbox = &mut self.outbox;
         let counters = slot.session.close(|e| outbox.push(session_event(id, e)));
+        outbox.push(Event::QosReport {
+            session: id,
+            qos: final_qos,
+        });
         outbox.push(Event::SessionClosed {
             session: id,
             packets_sent: counters.packets_sent,
@@ -895,10 +950,17 @@ impl Worker {
             outbox,
             stats,
             recorder,
+            ntp,
             ..
         } = self;
+        let sessions = slots.len();
         while let Some(datagram) = io.next_datagram(recv_buffer) {
-            let (index, source, len) = (datagram.slot, datagram.source, datagram.len);
+            let (socket, source, len) = (datagram.slot, datagram.source, datagram.len);
+            // Sockets `sessions..` are the RTCP ports.
+            let (index, on_rtcp_port) = match socket.checked_sub(sessions) {
+                Some(index) => (index, true),
+                None => (socket, false),
+            };
             let Some(Some(slot)) = slots.get_mut(index) else {
                 continue;
             };
@@ -906,6 +968,17 @@ impl Worker {
             stats.bytes_in += len as u64;
             let id = slot.id;
             let datagram = recv_buffer.get(..len).unwrap_or_default();
+            if on_rtcp_port || is_rtcp(datagram) {
+                let rtcp =
+                    slot.session
+                        .handle_rtcp(now, ntp.ntp(now), source, datagram, !on_rtcp_port);
+                match rtcp {
+                    RtcpReceived::Accepted => {}
+                    RtcpReceived::Ignored => stats.not_rtp += 1,
+                    RtcpReceived::Malformed => stats.bad_rtcp += 1,
+                }
+                continue;
+            }
             let received = slot.session.handle_datagram(now, source, datagram, |e| {
                 // RFC 4733 and in-band digits alike.
                 if matches!(e, SessionEvent::Dtmf { .. }) {
@@ -1016,6 +1089,46 @@ impl Worker {
         }
     }
 
+    /// Sends every RTCP report that is due, each followed by the session's `QosReport`.
+    fn send_rtcp_reports(&mut self, now: Instant) {
+        let Self {
+            io,
+            slots,
+            rtcp_deadlines,
+            send_buffer,
+            outbox,
+            stats,
+            ntp,
+            ..
+        } = self;
+        let sessions = slots.len();
+        while let Some(Reverse((deadline, index))) = rtcp_deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            rtcp_deadlines.pop();
+            let Some(Some(slot)) = slots.get_mut(index) else {
+                continue;
+            };
+            if slot.session.next_report_at() != deadline {
+                continue;
+            }
+            if let Some(transmit) = slot.session.poll_report(now, ntp.ntp(now), send_buffer) {
+                send_rtcp(io, stats, sessions, index, transmit, send_buffer);
+                outbox.push(Event::QosReport {
+                    session: slot.id,
+                    qos: slot.session.qos(now, false),
+                });
+            }
+            rtcp_deadlines.push(Reverse((slot.session.next_report_at(), index)));
+        }
+    }
+
+    /// The packet I/O id of a session's RTCP socket.
+    fn rtcp_socket(&self, index: usize) -> usize {
+        self.slots.len() + index
+    }
+
     /// Adds this iteration's counters to the shared `WorkerStats`.
     fn publish_stats(&mut self) {
         let io_errors = self.io.take_errors();
@@ -1040,6 +1153,7 @@ impl Worker {
         add(&shared.drops_send_error, delta.send_errors);
         add(&shared.drops_receive_error, delta.receive_errors);
         add(&shared.rtp_timeouts, delta.rtp_timeouts);
+        add(&shared.drops_bad_rtcp, delta.bad_rtcp);
         add(&shared.busy_ns, delta.busy_ns);
         self.local.send_errors += delta.send_errors;
         self.local.receive_errors += delta.receive_errors;
@@ -1202,6 +1316,31 @@ fn report_drops(
     counter.fetch_add(total.saturating_sub(*reported), Ordering::Relaxed);
     warn!(worker, dropped = total, "{message}");
     *reported = total;
+}
+
+/// Sends an RTCP compound written at the start of `buffer` out of the session's RTCP socket
+/// (`sessions + index`), or its RTP socket when the far end multiplexes.
+fn send_rtcp(
+    io: &mut PacketIo,
+    stats: &mut StatsDelta,
+    sessions: usize,
+    index: usize,
+    transmit: RtcpTransmit,
+    buffer: &[u8],
+) {
+    let socket = if transmit.from_rtp_port {
+        index
+    } else {
+        sessions + index
+    };
+    let packet = buffer.get(..transmit.len).unwrap_or_default();
+    match io.send(socket, transmit.destination, packet) {
+        Ok(()) => {
+            stats.packets_out += 1;
+            stats.bytes_out += packet.len() as u64;
+        }
+        Err(_) => stats.send_errors += 1,
+    }
 }
 
 fn recording_key(index: usize, serial: u32) -> RecordingKey {
