@@ -133,7 +133,7 @@ def test_metrics_after_a_real_call(make_switchboard, app, account, tmp_path):
     for ring in ("commands", "events"):
         assert after.value("switchboard_media_ring_depth", ring=ring, **worker) == 0
     drops = after.all("switchboard_media_drops_total")
-    assert len(drops) == 6 and all(dict(labels)["worker"] == "0" for labels in drops), drops
+    assert len(drops) == 7 and all(dict(labels)["worker"] == "0" for labels in drops), drops
 
     assert after.value("switchboard_calls_started_total", direction="inbound") == 1
     assert after.value("switchboard_calls_ended_total", status="completed") == 1

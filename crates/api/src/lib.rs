@@ -6,7 +6,9 @@
 //! records and its subaccounts', and every store query is scoped by the account in the path.
 //! Resources are served as `.json`, `.xml` (Twilio's `TwilioResponse` envelope) and `.csv`
 //! (see [`format`]), with Twilio's paging fields and error format so the official SDKs work
-//! unchanged. This crate holds no business state: it reads and writes through `store`.
+//! unchanged. Voice Insights' Call Summary (`/v1/Voice/{CallSid}/Summary`, see [`insights`])
+//! is served beside them, under the same authentication. This crate holds no business state:
+//! it reads and writes through `store`.
 
 mod accounts;
 mod admin;
@@ -17,6 +19,7 @@ mod conferences;
 mod error;
 mod exposition;
 mod format;
+mod insights;
 mod json;
 mod keys;
 pub mod metrics;
@@ -272,7 +275,8 @@ pub fn router(state: ApiState) -> Router {
             get(caller_ids::fetch)
                 .post(caller_ids::update)
                 .delete(caller_ids::delete),
-        );
+        )
+        .route("/v1/Voice/{call}/Summary", get(insights::fetch_summary));
     // Lists are served in every format: one route per extension.
     let lists: [(String, MethodRouter<ApiState>); 11] = [
         (

@@ -260,13 +260,14 @@ const WORKER_COUNTERS: [WorkerCounter; 7] = [
 ];
 
 /// The `reason` label of `switchboard_media_drops_total` and how to read each.
-const DROP_REASONS: [(&str, ReadStat); 6] = [
+const DROP_REASONS: [(&str, ReadStat); 7] = [
     ("not_rtp", |s| s.drops_not_rtp),
     ("unforwardable", |s| s.drops_unforwardable),
     ("send_error", |s| s.drops_send_error),
     ("receive_error", |s| s.drops_receive_error),
     ("event_ring_full", |s| s.events_dropped),
     ("recording_ring_full", |s| s.recording_frames_dropped),
+    ("bad_rtcp", |s| s.drops_bad_rtcp),
 ];
 
 /// The exposition of `snapshot`, in the Prometheus text format 0.0.4.
@@ -456,6 +457,7 @@ mod tests {
                 recording_frames_dropped: base + 14,
                 rtp_timeouts: base + 15,
                 busy_ns: 2_500_000_000 + base,
+                drops_bad_rtcp: base + 18,
             },
             command_ring_depth: base + 16,
             event_ring_depth: base + 17,
@@ -510,6 +512,7 @@ mod tests {
                 ("receive_error", 12.0),
                 ("event_ring_full", 13.0),
                 ("recording_ring_full", 14.0),
+                ("bad_rtcp", 18.0),
             ] {
                 let drops = parsed.value(
                     "switchboard_media_drops_total",

@@ -1183,3 +1183,115 @@ async fn a_call_notification_is_fetched_only_under_its_call() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn call_summaries_are_authenticated_and_tenant_isolated() {
+    let s = state().await;
+    s.store
+        .upsert_call_qos(&store::CallQos {
+            call_sid: "CA1".into(),
+            account_sid: "AC1".into(),
+            codec: 0,
+            packets_received: 250,
+            packets_lost: 0,
+            fraction_lost: 0,
+            jitter_us: 500,
+            jitter_max_us: 1_000,
+            jitter_avg_us: 400,
+            rtt_us: None,
+            rtt_max_us: None,
+            rtt_avg_us: None,
+            packets_sent: 251,
+            octets_sent: 40_160,
+            remote: None,
+            final_report: true,
+            date_updated: 6_000,
+        })
+        .await
+        .unwrap();
+    let (status, body) = get(&s, "/v1/Voice/CA1/Summary", "AC1", "token1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["call_sid"], "CA1");
+    assert_eq!(body["processing_state"], "complete");
+    assert_eq!(body["duration"], 5);
+    let inbound = &body["carrier_edge"]["metrics"]["inbound"];
+    assert_eq!(inbound["packets_received"], 250);
+    assert_eq!(inbound["packets_loss_percentage"], 0.0);
+    assert_eq!(
+        body["carrier_edge"]["metrics"]["outbound"]["packets_sent"],
+        251
+    );
+    // The complete summary is asked for explicitly: there it is.
+    let (status, _) = get(
+        &s,
+        "/v1/Voice/CA1/Summary?ProcessingState=complete",
+        "AC1",
+        "token1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get(
+        &s,
+        "/v1/Voice/CA1/Summary?ProcessingState=x",
+        "AC1",
+        "token1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Another account's call, an unknown call, no credentials.
+    let (status, body) = get(&s, "/v1/Voice/CA2/Summary", "AC1", "token1").await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (StatusCode::NOT_FOUND, Some(20404))
+    );
+    let (status, _) = get(&s, "/v1/Voice/CA9/Summary", "AC1", "token1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&s, "/v1/Voice/CA1/Summary", "AC1", "wrong").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // AC2 sees its own (no media reported: no edge).
+    let (status, body) = get(&s, "/v1/Voice/CA2/Summary", "AC2", "token2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["carrier_edge"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_parent_reaches_its_subaccounts_call_summaries() {
+    let s = state().await;
+    let (sub, sub_token) = subaccount(&s, "child").await;
+    let running = CallRecord {
+        sid: "CA5".into(),
+        account_sid: sub.clone(),
+        parent_call_sid: None,
+        from: "+15551230000".into(),
+        to: "+15005550006".into(),
+        from_formatted: "+15551230000".into(),
+        to_formatted: "+15005550006".into(),
+        direction: "inbound".into(),
+        status: CallStatus::InProgress,
+        caller_name: None,
+        forwarded_from: None,
+        date_created: 1_000,
+        date_updated: 1_000,
+        start_time: Some(1_000),
+        end_time: None,
+        duration: None,
+    };
+    s.store.insert_call(&running).await.unwrap();
+    for (user, token) in [("AC1", "token1"), (sub.as_str(), sub_token.as_str())] {
+        let (status, body) = get(&s, "/v1/Voice/CA5/Summary", user, token).await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        assert_eq!(body["processing_state"], "partial");
+        assert_eq!(body["call_state"], "answered");
+    }
+    // Not complete yet; the subaccount does not reach its parent's calls.
+    let (status, _) = get(
+        &s,
+        "/v1/Voice/CA5/Summary?ProcessingState=complete",
+        "AC1",
+        "token1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&s, "/v1/Voice/CA1/Summary", &sub, &sub_token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -1,6 +1,8 @@
 //! The data plane: RTP sessions on pinned worker threads fed by shmq rings.
 //!
 //! Layers, bottom up: [`g711`] (codec tables), [`rtp`] (header writing/parsing),
+//! [`rtcp`] (RTCP packets), [`rtp_stats`] (RFC 3550 receive statistics), [`rtcp_session`]
+//! (one session's reports, loss, jitter and round-trip time),
 //! [`digits`] (RFC 4733 sending), [`dtmf`] (RFC 4733 reception), [`player`] (the play
 //! queue), [`session`] (the sans-IO core of one RTP session: pacing, playback, reception,
 //! latching, the bridge's re-stamping and transcoding), [`ports`] (per-worker RTP port
@@ -26,7 +28,10 @@ pub mod player;
 pub mod ports;
 pub mod recorder;
 pub mod recording;
+pub mod rtcp;
+pub mod rtcp_session;
 pub mod rtp;
+pub mod rtp_stats;
 pub mod session;
 pub mod timer;
 pub mod worker;

@@ -1,5 +1,6 @@
 //! RTP port allocation: each worker gets a disjoint slice of the configured range and
-//! hands out its even ports round-robin (RTCP, on the odd port above, is not used yet).
+//! hands out its even ports round-robin; a session's RTCP socket takes the odd port above
+//! (the worker binds both in the `acquire` closure, so a pair half-taken elsewhere is skipped).
 //!
 //! Round-robin rather than lowest-free keeps a just-closed port out of use for as long as
 //! possible, so late packets of an old call don't land in a new one.

@@ -6,6 +6,8 @@
 //! received datagram (symmetric-RTP latching, RFC 4733 digits, counters). Queued digit
 //! strings go out as RFC 4733 telephone-event packets on the same sequence-number space;
 //! [`Session::update`] re-targets a live session (remote, codec, payload types, ptime).
+//! Its RTCP side ([`crate::rtcp_session`]) keeps the far end's receive statistics and
+//! writes the session's reports ([`Session::poll_report`], [`Session::handle_rtcp`]).
 //! Outputs that the
 //! control plane must hear about are passed to an `FnMut(SessionEvent)` callback. Nothing
 //! here touches a socket, a clock or the allocator after construction.
@@ -20,6 +22,7 @@ use crate::dtmf::{DtmfDetector, DtmfOutcome};
 use crate::g711;
 use crate::inband::InbandDetector;
 use crate::player::{MediaData, PayloadEncoding, Player, QueueFull};
+use crate::rtcp_session::{RtcpReceived, RtcpSession, RtcpTransmit, SenderState};
 use crate::rtp::{parse_rtp, RtpHeader, RtpPacket, RTP_HEADER_LEN};
 
 /// G.711 sampling rate: samples (and payload bytes) per millisecond.
@@ -277,6 +280,8 @@ pub struct Session {
     /// The RTP timestamp and time of the newest packet sent (paced or forwarded), where a
     /// new stretch of the outgoing stream continues from.
     last_sent: Option<(u32, Instant)>,
+    /// Receive statistics, report scheduling and the far end's reports (RTCP).
+    rtcp: RtcpSession,
 }
 
 impl Session {
@@ -310,6 +315,7 @@ impl Session {
             timeout_reported: false,
             relay: None,
             last_sent: None,
+            rtcp: RtcpSession::new(now, params.ssrc ^ params.initial_timestamp),
         })
     }
 
@@ -358,6 +364,7 @@ impl Session {
         }
         self.remote = update.remote;
         self.remote_latched = false;
+        self.rtcp.forget_peer();
         self.codec = update.codec;
         self.encoding = update.codec.encoding();
         self.dtmf_payload_type = update.dtmf_payload_type;
@@ -627,6 +634,13 @@ impl Session {
         self.timeout_reported = false;
         self.counters.packets_received += 1;
         self.counters.bytes_received += datagram.len() as u64;
+        self.rtcp.on_rtp(
+            now,
+            packet.ssrc,
+            packet.sequence,
+            packet.timestamp,
+            Some(packet.payload_type) != self.dtmf_payload_type,
+        );
         let kind = if Some(packet.payload_type) == self.dtmf_payload_type {
             let new_digit = match self.dtmf.on_packet(packet.timestamp, packet.payload) {
                 DtmfOutcome::NewDigit(digit) => {
@@ -802,6 +816,86 @@ impl Session {
             due: now,
             audio,
         })
+    }
+
+    /// What the session's sending side looks like at `now`, for RTCP.
+    fn sender_state(&self, now: Instant) -> SenderState {
+        let c = &self.counters;
+        SenderState {
+            ssrc: self.ssrc,
+            packets_sent: c.packets_sent,
+            // Every packet sent has the 12-byte fixed header and nothing else before its payload.
+            octets_sent: c
+                .bytes_sent
+                .saturating_sub(c.packets_sent * RTP_HEADER_LEN as u64),
+            rtp_timestamp: self.continuation_timestamp(now),
+            rtp_remote: self.remote,
+        }
+    }
+
+    /// Consumes an RTCP datagram received from `source` at `now` (`ntp_now`: its NTP
+    /// timestamp), on the session's RTP port (multiplexed, RFC 5761) or its RTCP port.
+    pub fn handle_rtcp(
+        &mut self,
+        now: Instant,
+        ntp_now: u64,
+        source: SocketAddr,
+        datagram: &[u8],
+        on_rtp_port: bool,
+    ) -> RtcpReceived {
+        self.rtcp.handle(
+            now,
+            ntp_now,
+            self.ssrc,
+            source,
+            datagram,
+            on_rtp_port,
+            self.remote,
+            self.latched_ssrc,
+        )
+    }
+
+    /// When the session's next RTCP report is due.
+    pub fn next_report_at(&self) -> Instant {
+        self.rtcp.next_report_at()
+    }
+
+    /// If an RTCP report is due at `now` (`ntp_now` its NTP timestamp), writes it into `out`
+    /// (at least [`crate::rtcp::MAX_REPORT_LEN`] bytes) and schedules the next one; `None`
+    /// if none is due or the session has had no RTP either way.
+    pub fn poll_report(
+        &mut self,
+        now: Instant,
+        ntp_now: u64,
+        out: &mut [u8],
+    ) -> Option<RtcpTransmit> {
+        let sender = self.sender_state(now);
+        self.rtcp.poll_report(now, ntp_now, &sender, out)
+    }
+
+    /// The session's last RTCP report, with a BYE (`None` if it never had RTP either way).
+    pub fn final_report(
+        &mut self,
+        now: Instant,
+        ntp_now: u64,
+        out: &mut [u8],
+    ) -> Option<RtcpTransmit> {
+        let sender = self.sender_state(now);
+        self.rtcp.final_report(now, ntp_now, &sender, out)
+    }
+
+    /// The session's media quality now (`final_report`: its last).
+    pub fn qos(&self, now: Instant, final_report: bool) -> shmq::Qos {
+        let codec = match self.codec {
+            PayloadCodec::Pcmu => shmq::Codec::Pcmu,
+            PayloadCodec::Pcma => shmq::Codec::Pcma,
+        };
+        self.rtcp.qos(
+            codec,
+            self.counters.packets_received,
+            &self.sender_state(now),
+            final_report,
+        )
     }
 
     /// Ends the session: queued items are reported interrupted; returns the final counters.
@@ -1997,5 +2091,82 @@ mod tests {
         let from_file = pcap_udp_payloads(&bytes);
         let embedded: Vec<Vec<u8>> = SIPP_DTMF_1.iter().map(|h| unhex(h)).collect();
         assert_eq!(from_file, embedded);
+    }
+
+    #[test]
+    fn rtcp_statistics_count_the_latched_stream_and_reports_carry_them() {
+        let t0 = Instant::now();
+        let mut s = started(params(PayloadCodec::Pcmu), t0);
+        let intruder: SocketAddr = "203.0.113.9:5004".parse().unwrap();
+        // Sequence 1..=10 with 5 missing, 20 ms apart; an event and a foreign stream too.
+        for seq in (1..=10u16).filter(|seq| *seq != 5) {
+            let at = t0 + PTIME * u32::from(seq);
+            let pkt = rtp_packet(0, seq, 160 * u32::from(seq), &[0xFF; 160]);
+            assert_ne!(
+                s.handle_datagram(at, remote(), &pkt, |_| {}),
+                Received::Ignored
+            );
+        }
+        let event = rtp_packet(101, 11, 0, &[1, 0x0A, 0, 160]);
+        s.handle_datagram(t0 + PTIME * 11, remote(), &event, |_| {});
+        let foreign = with_ssrc(rtp_packet(0, 500, 0, &[0; 160]), 99);
+        assert_eq!(
+            s.handle_datagram(t0 + PTIME * 11, intruder, &foreign, |_| {}),
+            Received::Ignored
+        );
+        // Our own stream: three packets.
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        for n in 0..3u32 {
+            s.poll_transmit(t0 + PTIME * n, &mut buf, |_| {}).unwrap();
+        }
+        let qos = s.qos(t0 + PTIME * 12, false);
+        assert_eq!(qos.codec, shmq::Codec::Pcmu);
+        assert_eq!((qos.packets_received, qos.packets_lost), (10, 1));
+        assert_eq!(
+            qos.jitter_us, 0,
+            "on time; the event's timestamp is not audio"
+        );
+        assert_eq!((qos.packets_sent, qos.octets_sent), (3, 480));
+        // The report is an SR with a block about the peer's stream, to its RTP port + 1.
+        let now = s.next_report_at();
+        let tx = s.poll_report(now, 0, &mut buf).unwrap();
+        assert_eq!(tx.destination, "192.0.2.10:40001".parse().unwrap());
+        let packets: Vec<_> = crate::rtcp::parse_compound(&buf[..tx.len])
+            .unwrap()
+            .collect();
+        let crate::rtcp::RtcpPacket::SenderReport {
+            ssrc,
+            info,
+            mut blocks,
+        } = packets[0]
+        else {
+            panic!("{packets:?}");
+        };
+        assert_eq!(
+            (ssrc, info.packet_count, info.octet_count),
+            (0x1234_5678, 3, 480)
+        );
+        let block = blocks.next().unwrap();
+        assert_eq!(
+            (block.ssrc, block.highest_sequence, block.cumulative_lost),
+            (0xAABB_CCDD, 11, 1)
+        );
+        assert!(s.next_report_at() > now);
+        // The final report says goodbye; a session without RTP says nothing.
+        let tx = s.final_report(now, 0, &mut buf).unwrap();
+        let last = crate::rtcp::parse_compound(&buf[..tx.len]).unwrap().last();
+        assert!(matches!(last, Some(crate::rtcp::RtcpPacket::Bye { .. })));
+        let mut silent = Session::new(params(PayloadCodec::Pcma), t0).unwrap();
+        assert_eq!(silent.final_report(now, 0, &mut buf), None);
+        assert!(silent.qos(now, true).final_report);
+    }
+
+    #[test]
+    fn a_session_stays_small() {
+        // The budget is 8 KiB of data-plane memory per session; the session core is
+        // the bulk of it (was 440 bytes before RTCP).
+        let size = std::mem::size_of::<Session>();
+        eprintln!("size_of::<Session>() = {size}");
+        assert!(size <= 1024, "{size} bytes");
     }
 }

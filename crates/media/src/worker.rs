@@ -18,6 +18,13 @@
 //! worker's [`Mixer`]; the mixer runs on 20 ms ticks shared by all workers (through the
 //! [`MixBus`]) just before due packets are sent, and every audio packet a member sends gets
 //! its share of the mix added to whatever its play queue produced (see [`crate::mix`]).
+//!
+//! RTCP: every session also has a socket on its RTP port + 1, registered with the same packet
+//! I/O under id `max_sessions + slot`. RTCP arriving there, or multiplexed on the RTP port
+//! (RFC 5761), goes to the session's RTCP side; it is never forwarded to a bridge peer (each
+//! leg terminates its own RTCP). A heap of report deadlines sends each session's compound
+//! reports, each followed by a `QosReport` event; closing a session sends its last report
+//! (with BYE) and a final `QosReport` before `SessionClosed`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -25,7 +32,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use shmq::{
     Codec, Command, Doorbell, Event, FailReason, MediaId, Record, RecordingChannels, RecordingEnd,
@@ -42,6 +49,8 @@ use crate::recorder::{
     StopMessage, WriterEnd,
 };
 use crate::recording::{max_wav_samples, samples_since, Direction, ReceiveClock};
+use crate::rtcp::{is_rtcp, NtpClock};
+use crate::rtcp_session::{RtcpReceived, RtcpTransmit};
 use crate::rtp::RTP_HEADER_LEN;
 use crate::session::{
     PayloadCodec, Received, Session, SessionError, SessionEvent, SessionParams, SessionUpdate,
@@ -157,6 +166,8 @@ struct StatsDelta {
     send_errors: u64,
     receive_errors: u64,
     rtp_timeouts: u64,
+    /// RTCP datagrams that were not valid compound packets.
+    bad_rtcp: u64,
     busy_ns: u64,
 }
 
@@ -226,6 +237,11 @@ pub struct Worker {
     next_timeout_sweep: Instant,
     /// This worker's members of conference mixes.
     mixer: Mixer,
+    /// NTP timestamps for RTCP, from the monotonic clock.
+    ntp: NtpClock,
+    /// (report deadline, slot): each session's next RTCP report; an entry whose deadline is
+    /// no longer its session's (closed, or a new session in the slot) is skipped.
+    rtcp_deadlines: BinaryHeap<Reverse<(Instant, usize)>>,
 }
 
 impl Worker {
@@ -236,8 +252,9 @@ impl Worker {
             source,
         };
         let max = setup.max_sessions;
+        // Two sockets per session: RTP in `slot`, RTCP in `max + slot`.
         let (mut io, fallback) =
-            PacketIo::open(setup.io_backend, max, setup.dpdk.as_ref()).map_err(io_err)?;
+            PacketIo::open(setup.io_backend, max * 2, setup.dpdk.as_ref()).map_err(io_err)?;
         if let Some(why) = fallback {
             warn!(worker = setup.index, %why, "io_uring unavailable; using epoll");
         }
@@ -277,6 +294,8 @@ impl Worker {
             rtp_timeout: setup.rtp_timeout,
             next_timeout_sweep: Instant::now(),
             mixer: Mixer::new(setup.index, setup.mix_bus),
+            ntp: NtpClock::new(Instant::now(), SystemTime::now()),
+            rtcp_deadlines: BinaryHeap::with_capacity(max * 2 + 16),
         })
     }
 
@@ -338,6 +357,7 @@ impl Worker {
             let now = Instant::now();
             self.run_mix_ticks(now);
             self.send_due(now);
+            self.send_rtcp_reports(now);
             self.sweep_rtp_timeouts(Instant::now());
             self.end_due_recordings(Instant::now());
             self.recorder.flush();
@@ -365,6 +385,9 @@ impl Worker {
             wake = wake.min(*deadline);
         }
         if let Some(Reverse((deadline, _, _))) = self.recording_deadlines.peek() {
+            wake = wake.min(*deadline);
+        }
+        if let Some(Reverse((deadline, _))) = self.rtcp_deadlines.peek() {
             wake = wake.min(*deadline);
         }
         if !self.rtp_timeout.is_zero() {
@@ -841,11 +864,18 @@ impl Worker {
             return Err(FailReason::SessionTableFull);
         };
         let rtp_ip = self.rtp_ip;
+        // The RTP port and the RTCP port above it; a port whose pair is taken is skipped.
+        let rtcp_slot = self.rtcp_socket(index);
         let io = &mut self.io;
-        let port = match self
-            .ports
-            .acquire(|port| io.bind(index, SocketAddr::new(rtp_ip, port)))
-        {
+        let port = match self.ports.acquire(|port| {
+            let rtcp_port = port.checked_add(1).ok_or(std::io::ErrorKind::AddrInUse)?;
+            io.bind(index, SocketAddr::new(rtp_ip, port))?;
+            if let Err(error) = io.bind(rtcp_slot, SocketAddr::new(rtp_ip, rtcp_port)) {
+                io.remove_socket(index);
+                return Err(error);
+            }
+            Ok(())
+        }) {
             Ok((port, ())) => port,
             Err(error) => {
                 self.free_slots.push(index);
@@ -858,6 +888,8 @@ impl Worker {
                 });
             }
         };
+        self.rtcp_deadlines
+            .push(Reverse((session.next_report_at(), index)));
         // No deadline yet: the session sends nothing until its first item is queued.
         let generation = self.generations.get(index).copied().unwrap_or(0);
         if let Some(entry) = self.slots.get_mut(index) {
@@ -922,10 +954,26 @@ impl Worker {
                 .map(|slot| slot.id);
             self.end_bridge_leg(peer_index, closed, now);
         }
-        let Some(slot) = self.slots.get_mut(index).and_then(Option::take) else {
+        let Some(mut slot) = self.slots.get_mut(index).and_then(Option::take) else {
             return;
         };
+        // The last RTCP report (with BYE); the final quality figures go out right before
+        // SessionClosed.
+        let ntp = self.ntp.ntp(now);
+        if let Some(transmit) = slot.session.final_report(now, ntp, &mut self.send_buffer) {
+            let sessions = self.slots.len();
+            send_rtcp(
+                &mut self.io,
+                &mut self.stats,
+                sessions,
+                index,
+                transmit,
+                &self.send_buffer,
+            );
+        }
+        let final_qos = slot.session.qos(now, true);
         self.io.remove_socket(index);
+        self.io.remove_socket(self.rtcp_socket(index));
         self.ports.release(slot.port);
         if let Some(generation) = self.generations.get_mut(index) {
             *generation = generation.wrapping_add(1);
@@ -935,6 +983,10 @@ impl Worker {
         let id = slot.id;
         let outbox = &mut self.outbox;
         let counters = slot.session.close(|e| outbox.push(session_event(id, e)));
+        outbox.push(Event::QosReport {
+            session: id,
+            qos: final_qos,
+        });
         outbox.push(Event::SessionClosed {
             session: id,
             packets_sent: counters.packets_sent,
@@ -961,10 +1013,17 @@ impl Worker {
             stats,
             recorder,
             mixer,
+            ntp,
             ..
         } = self;
+        let sessions = slots.len();
         while let Some(datagram) = io.next_datagram(recv_buffer) {
-            let (index, source, len) = (datagram.slot, datagram.source, datagram.len);
+            let (socket, source, len) = (datagram.slot, datagram.source, datagram.len);
+            // Sockets `sessions..` are the RTCP ports.
+            let (index, on_rtcp_port) = match socket.checked_sub(sessions) {
+                Some(index) => (index, true),
+                None => (socket, false),
+            };
             let Some(Some(slot)) = slots.get_mut(index) else {
                 continue;
             };
@@ -972,6 +1031,17 @@ impl Worker {
             stats.bytes_in += len as u64;
             let id = slot.id;
             let datagram = recv_buffer.get(..len).unwrap_or_default();
+            if on_rtcp_port || is_rtcp(datagram) {
+                let rtcp =
+                    slot.session
+                        .handle_rtcp(now, ntp.ntp(now), source, datagram, !on_rtcp_port);
+                match rtcp {
+                    RtcpReceived::Accepted => {}
+                    RtcpReceived::Ignored => stats.not_rtp += 1,
+                    RtcpReceived::Malformed => stats.bad_rtcp += 1,
+                }
+                continue;
+            }
             let received = slot.session.handle_datagram(now, source, datagram, |e| {
                 // RFC 4733 and in-band digits alike.
                 if matches!(e, SessionEvent::Dtmf { .. }) {
@@ -1089,6 +1159,46 @@ impl Worker {
         }
     }
 
+    /// Sends every RTCP report that is due, each followed by the session's `QosReport`.
+    fn send_rtcp_reports(&mut self, now: Instant) {
+        let Self {
+            io,
+            slots,
+            rtcp_deadlines,
+            send_buffer,
+            outbox,
+            stats,
+            ntp,
+            ..
+        } = self;
+        let sessions = slots.len();
+        while let Some(Reverse((deadline, index))) = rtcp_deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            rtcp_deadlines.pop();
+            let Some(Some(slot)) = slots.get_mut(index) else {
+                continue;
+            };
+            if slot.session.next_report_at() != deadline {
+                continue;
+            }
+            if let Some(transmit) = slot.session.poll_report(now, ntp.ntp(now), send_buffer) {
+                send_rtcp(io, stats, sessions, index, transmit, send_buffer);
+                outbox.push(Event::QosReport {
+                    session: slot.id,
+                    qos: slot.session.qos(now, false),
+                });
+            }
+            rtcp_deadlines.push(Reverse((slot.session.next_report_at(), index)));
+        }
+    }
+
+    /// The packet I/O id of a session's RTCP socket.
+    fn rtcp_socket(&self, index: usize) -> usize {
+        self.slots.len() + index
+    }
+
     /// Adds this iteration's counters to the shared `WorkerStats`.
     fn publish_stats(&mut self) {
         let io_errors = self.io.take_errors();
@@ -1113,6 +1223,7 @@ impl Worker {
         add(&shared.drops_send_error, delta.send_errors);
         add(&shared.drops_receive_error, delta.receive_errors);
         add(&shared.rtp_timeouts, delta.rtp_timeouts);
+        add(&shared.drops_bad_rtcp, delta.bad_rtcp);
         add(&shared.busy_ns, delta.busy_ns);
         self.local.send_errors += delta.send_errors;
         self.local.receive_errors += delta.receive_errors;
@@ -1427,6 +1538,31 @@ fn report_drops(
     counter.fetch_add(total.saturating_sub(*reported), Ordering::Relaxed);
     warn!(worker, dropped = total, "{message}");
     *reported = total;
+}
+
+/// Sends an RTCP compound written at the start of `buffer` out of the session's RTCP socket
+/// (`sessions + index`), or its RTP socket when the far end multiplexes.
+fn send_rtcp(
+    io: &mut PacketIo,
+    stats: &mut StatsDelta,
+    sessions: usize,
+    index: usize,
+    transmit: RtcpTransmit,
+    buffer: &[u8],
+) {
+    let socket = if transmit.from_rtp_port {
+        index
+    } else {
+        sessions + index
+    };
+    let packet = buffer.get(..transmit.len).unwrap_or_default();
+    match io.send(socket, transmit.destination, packet) {
+        Ok(()) => {
+            stats.packets_out += 1;
+            stats.bytes_out += packet.len() as u64;
+        }
+        Err(_) => stats.send_errors += 1,
+    }
 }
 
 fn recording_key(index: usize, serial: u32) -> RecordingKey {

@@ -1,11 +1,12 @@
 //! The packet path allocates nothing: with a counting global allocator, a media plane relaying
-//! a bridged call (PCMU ↔ PCMA, with DTMF events), playing a file to a third session and
-//! mixing a three-party conference spread over two workers (two members talking, one with
-//! DTMF events, one member hearing the mix over its own looping play queue) runs for a while
-//! with no allocation anywhere in the process. Setup (sessions, the file's mapping, joining
-//! the mix, the first packets) happens before the counting window; inside it only packets
-//! flow, sent and drained by threads that do not allocate either. (One test function: the
-//! allocator counts the whole process, so nothing else may run beside it.)
+//! a bridged call (PCMU ↔ PCMA, with DTMF events and RTCP from both ends), playing a file to
+//! a third session and mixing a three-party conference spread over two workers (two members
+//! talking, one with DTMF events, one member hearing the mix over its own looping play queue)
+//! runs until every session has sent an RTCP report (and its `QosReport`), with no
+//! allocation anywhere in the process. Setup (sessions, the file's mapping, joining the mix,
+//! the first packets) happens before the counting window; inside it only packets flow, sent
+//! and drained by threads that do not allocate either. (One test function: the allocator
+//! counts the whole process, so nothing else may run beside it.)
 
 mod support;
 
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use media::rtcp::{Cname, CompoundReport, ReportBlock, MAX_REPORT_LEN};
 use media::rtp::RtpHeader;
 use shmq::{Codec, Command, Event, MixId, SessionId};
 use support::{media_id, wait_event, Control, TempDir};
@@ -62,7 +64,8 @@ fn packet(payload_type: u8, sequence: u16, payload: &[u8]) -> [u8; 172] {
 }
 
 /// Sends 20 ms packets from `from` to `to` until `stop` (every 16th is a DTMF event when
-/// `dtmf`), counting them; no allocation in the loop.
+/// `dtmf`), and an RTCP receiver report to `to`'s port + 1 every second, counting the RTP
+/// packets; no allocation in the loop.
 fn talker(
     from: UdpSocket,
     to: SocketAddr,
@@ -85,6 +88,27 @@ fn talker(
             };
             if from.send_to(&pkt[..len], to).is_ok() {
                 sent.fetch_add(1, Ordering::Relaxed);
+            }
+            if sequence.is_multiple_of(50) {
+                let mut rtcp = [0u8; MAX_REPORT_LEN];
+                let report = CompoundReport {
+                    ssrc: 0x00A1_10C0 + u32::from(payload_type),
+                    sender: None,
+                    block: Some(ReportBlock {
+                        ssrc: 0x5EED,
+                        fraction_lost: 0,
+                        cumulative_lost: 0,
+                        highest_sequence: 0,
+                        jitter: 0,
+                        last_sr: 0,
+                        delay_since_last_sr: 0,
+                    }),
+                    cname: Cname::for_ssrc(0x00A1_10C0),
+                    bye: false,
+                };
+                if let Some(n) = report.write(&mut rtcp) {
+                    let _ = from.send_to(&rtcp[..n], SocketAddr::new(to.ip(), to.port() + 1));
+                }
             }
             sequence = sequence.wrapping_add(1);
             std::thread::sleep(Duration::from_millis(20));
@@ -242,12 +266,26 @@ fn the_packet_path_does_not_allocate() {
         "traffic flows before the window: {heard_before:?}"
     );
 
+    // Events so far (a report during the warm-up) are not the window's.
+    while control.next_any_event(0, Duration::ZERO).is_some() {}
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let window = Instant::now();
-    while window.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(Duration::from_millis(100));
+    // At least 2 s, and until each session has sent an RTCP report (2.5–7.5 s apart).
+    let mut reported = [false; 3];
+    while window.elapsed() < Duration::from_secs(2) || !reported.iter().all(|r| *r) {
+        if window.elapsed() > Duration::from_secs(15) {
+            break;
+        }
+        if let Some(Event::QosReport { session, .. }) =
+            control.next_any_event(0, Duration::from_millis(100))
+        {
+            if let Some(flag) = reported.get_mut(session.0 as usize - 1) {
+                *flag = true;
+            }
+        }
     }
     let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(reported, [true; 3], "every session reported in the window");
 
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
@@ -276,7 +314,7 @@ fn the_packet_path_does_not_allocate() {
     assert_eq!(allocated, 0, "allocations while packets flowed");
     let stats = control.segment.worker_stats(0).snapshot();
     assert!(
-        stats.packets_relayed > 100 && stats.dtmf_events > 0,
+        stats.packets_relayed > 100 && stats.dtmf_events > 0 && stats.drops_bad_rtcp == 0,
         "{stats:?}"
     );
     control.stop().unwrap();

@@ -30,6 +30,7 @@ use crate::conference::LeaveReason;
 use crate::conferences::{Conferences, RoomRecord};
 use crate::media_plane::{session_beside, MediaPlane, MediaPlaneError};
 use crate::params::CallParams;
+use crate::qos::QosKeeper;
 use crate::recordings::{RecordRequest, RecordingReporter};
 
 /// How long a finished call waits for its SIP leg to wind down before the task exits.
@@ -66,6 +67,8 @@ struct Inner {
     recordings: RecordingReporter,
     /// The conference rooms of this node.
     conferences: Conferences,
+    /// Each call leg's media quality, from its session's RTCP.
+    qos: QosKeeper,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,6 +107,7 @@ impl CallRouter {
     ) -> CallRouter {
         let recordings =
             RecordingReporter::new(store.clone(), webhook.clone(), config.api_base_url.clone());
+        let qos = QosKeeper::new(store.clone());
         CallRouter {
             inner: Arc::new(Inner {
                 config,
@@ -113,6 +117,7 @@ impl CallRouter {
                 cache,
                 webhook,
                 recordings,
+                qos,
                 legs: Mutex::new(HashMap::new()),
                 calls: Mutex::new(HashMap::new()),
                 channels: TrunkChannels::new(),
@@ -182,6 +187,9 @@ impl CallRouter {
         let (recordings_done, done_events) = mpsc::unbounded_channel();
         self.inner.media.set_recording_sink(recordings_done);
         tokio::spawn(self.inner.recordings.clone().run(done_events));
+        let (qos_sink, qos_events) = mpsc::unbounded_channel();
+        self.inner.media.set_qos_sink(qos_sink);
+        tokio::spawn(self.inner.qos.clone().run(qos_events));
         while let Some(event) = events.recv().await {
             let (leg, input) = match event {
                 SipEvent::IncomingCall(incoming) => {
@@ -245,6 +253,9 @@ impl CallRouter {
     ) {
         let session = call.session();
         self.inner.media.register(session, tx.clone());
+        self.inner
+            .qos
+            .track(session, &record.sid, &record.account_sid);
         lock(&self.inner.calls).insert(record.sid.clone(), tx.clone());
         let mut run = CallRun {
             router: self,
@@ -284,6 +295,7 @@ impl CallRouter {
             .deliver(self)
             .await;
         self.inner.media.unregister(session);
+        self.inner.qos.call_ended(session);
         lock(&self.inner.calls).remove(&run.call_sid);
         if let Some(leg) = run.leg {
             lock(&self.inner.legs).remove(&leg);

@@ -4,7 +4,8 @@
 //! [`call::Call`] is the sans-IO core (inputs → outputs, no I/O); [`driver`] owns the tasks
 //! that feed it from SIP, the media plane, HTTP and timers, and carries out its outputs
 //! (a `<Dial>` leg is a call of its own, reporting to the call that dialled it);
-//! [`media_plane`] is the control side of the shmq rings; [`channel_pool`] accounts for
+//! [`media_plane`] is the control side of the shmq rings (each leg's media quality is kept
+//! on its call by the private `qos` keeper); [`channel_pool`] accounts for
 //! trunk capacity (outbound calls beyond a trunk's `max_channels` wait, in order) and
 //! [`channels`] wakes the calls it lets through. [`conference`] is the sans-IO core of a
 //! conference room and [`conferences`] the registry of live rooms that calls and the REST
@@ -18,6 +19,7 @@ pub mod conferences;
 pub mod driver;
 pub mod media_plane;
 pub mod params;
+mod qos;
 mod recordings;
 
 pub use call::{Call, CallConfig, CallUpdate, Input, Output};

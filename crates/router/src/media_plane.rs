@@ -3,7 +3,9 @@
 //!
 //! A media process attaches (and may die and be replaced); `attached` takes the ring
 //! endpoints and starts one event reader per worker, woken by the worker's eventfd doorbell;
-//! `lost` ends every session with [`Input::MediaLost`].
+//! `lost` ends every session with [`Input::MediaLost`]. Events that outlive a call's task
+//! go to sinks beside the calls: `RecordingDone` to the recordings, `QosReport` and
+//! `SessionClosed` to the media-quality keeper.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
@@ -42,6 +44,9 @@ struct Inner {
     attached_state: watch::Sender<bool>,
     /// Where `RecordingDone` events go: a recording outlives its call's session.
     recordings: Mutex<Option<UnboundedSender<Event>>>,
+    /// Where `QosReport` and `SessionClosed` events go: a session's final report comes
+    /// after its call's task ended.
+    qos: Mutex<Option<UnboundedSender<Event>>>,
 }
 
 struct Attached {
@@ -75,6 +80,7 @@ impl MediaPlane {
                 sessions: Mutex::new(HashMap::new()),
                 attached_state: watch::Sender::new(false),
                 recordings: Mutex::new(None),
+                qos: Mutex::new(None),
             }),
         }
     }
@@ -82,6 +88,11 @@ impl MediaPlane {
     /// Sends every `RecordingDone` to `sink` (whoever stores and reports recordings).
     pub fn set_recording_sink(&self, sink: UnboundedSender<Event>) {
         *lock(&self.inner.recordings) = Some(sink);
+    }
+
+    /// Sends every `QosReport` and `SessionClosed` to `sink` (whoever keeps media quality).
+    pub fn set_qos_sink(&self, sink: UnboundedSender<Event>) {
+        *lock(&self.inner.qos) = Some(sink);
     }
 
     pub fn segment(&self) -> &Arc<Segment> {
@@ -215,9 +226,15 @@ impl MediaPlane {
             },
             Event::Bridged { .. } => Input::Bridged,
             Event::Unbridged { .. } => Input::Unbridged,
-            Event::SessionClosed { .. } | Event::SessionUpdated { .. } => return,
+            Event::SessionUpdated { .. } => return,
             Event::MixJoined { .. } | Event::MixLeft { .. } => return,
             Event::Speaking { speaking, .. } => Input::Speaking { speaking },
+            Event::QosReport { .. } | Event::SessionClosed { .. } => {
+                if let Some(sink) = lock(&self.inner.qos).as_ref() {
+                    let _ = sink.send(event);
+                }
+                return;
+            }
             Event::RtpTimeout { idle_ms, .. } => {
                 tracing::warn!(session = session.0, idle_ms, "no RTP received: RTP timeout");
                 Input::RtpTimeout { idle_ms }

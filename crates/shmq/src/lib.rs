@@ -12,13 +12,13 @@
 //!              magic b"SWBDSHMQ" · abi_version u32 · header_size u32 · workers u32 ·
 //!              ring_capacity u32 · record_size u32 · reserved u32 · worker_stride u64 ·
 //!              total_size u64 · epoch u64
-//! offset 64    worker 0:  WorkerStats          128 bytes: sixteen AtomicU64 counters
+//! offset 64    worker 0:  WorkerStats          192 bytes: seventeen AtomicU64 counters, 7 reserved
 //!                         command ring         head (64) · tail (64) · capacity × Record (96)
 //!                         event ring           same shape
 //! +stride      worker 1:  ...
 //! ```
 //!
-//! `ring_size = round_up(128 + capacity × 96, 64)`, `worker_stride = 128 + 2 × ring_size`,
+//! `ring_size = round_up(128 + capacity × 96, 64)`, `worker_stride = 192 + 2 × ring_size`,
 //! `total_size = 64 + workers × worker_stride`. The control plane creates the segment
 //! ([`Segment::create`]); the media plane opens it ([`Segment::open`]), which checks magic,
 //! version and every layout field against the file size.
@@ -54,8 +54,8 @@ pub use attach::{attach, AttachListener, Attachment};
 pub use doorbell::{Doorbell, DoorbellSet};
 pub use error::{RingFull, ShmqError};
 pub use records::{
-    Codec, Command, DecodeError, Event, FailReason, MediaId, MixId, Record, RecordingChannels,
-    RecordingEnd, RecordingId, SessionId, MAX_MIX_MEMBERS, MAX_SEND_DIGITS, RECORD_SIZE,
+    Codec, Command, DecodeError, Event, FailReason, MediaId, MixId, Qos, Record, RecordingChannels,
+    RecordingEnd, RecordingId, RemoteQos, SessionId, MAX_MIX_MEMBERS, MAX_SEND_DIGITS, RECORD_SIZE,
 };
 pub use ring::{Consumer, Producer};
 pub use segment::{RingKind, Segment, WorkerStats, WorkerStatsSnapshot, ABI_VERSION, MAGIC};

@@ -236,6 +236,52 @@ impl FailReason {
     }
 }
 
+/// What the far end's RTCP report blocks said about the stream a session sends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct RemoteQos {
+    /// Fraction of our packets lost in its last report interval, in 1/256.
+    pub fraction_lost: u8,
+    /// Its cumulative count of our packets lost (RFC 3550: negative with duplicates).
+    pub packets_lost: i32,
+    /// Its interarrival jitter of our stream in its last report, microseconds.
+    pub jitter_us: u32,
+    /// The largest jitter it reported and the mean of its reports, microseconds.
+    pub jitter_max_us: u32,
+    pub jitter_avg_us: u32,
+}
+
+/// A session's media quality, from its RTP receive statistics (RFC 3550 A.3, A.8), its sender
+/// counters and the far end's RTCP reports; carried by [`Event::QosReport`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Qos {
+    /// The codec the session sends and expects.
+    pub codec: Codec,
+    /// Valid RTP packets received from the far end.
+    pub packets_received: u64,
+    /// Cumulative packets of the far end's stream lost (expected − received; negative with
+    /// duplicates), summed over every stream the session latched to.
+    pub packets_lost: i32,
+    /// Fraction of the far end's packets lost since our previous RTCP report, in 1/256.
+    pub fraction_lost: u8,
+    /// Interarrival jitter of the far end's stream now, its maximum and its mean over every
+    /// packet, in microseconds.
+    pub jitter_us: u32,
+    pub jitter_max_us: u32,
+    pub jitter_avg_us: u32,
+    /// Round-trip time from the last report block about our stream (0: unknown), its maximum
+    /// and its mean over every measurement, in microseconds.
+    pub rtt_us: u32,
+    pub rtt_max_us: u32,
+    pub rtt_avg_us: u32,
+    /// RTP packets and payload octets the session sent (paced and forwarded).
+    pub packets_sent: u64,
+    pub octets_sent: u64,
+    /// The far end's view of our stream; `None` until a report block about it arrived.
+    pub remote: Option<RemoteQos>,
+    /// The session's last report: it closes right after (`SessionClosed` follows).
+    pub final_report: bool,
+}
+
 /// A request from the control plane to a media worker.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Command {
@@ -415,6 +461,13 @@ pub enum Event {
         mix: MixId,
         speaking: bool,
     },
+    /// The session's media quality: sent with every RTCP report the session sends (every
+    /// 2.5–7.5 s while it carries RTP), and a last one (`qos.final_report`) right before
+    /// its `SessionClosed`.
+    QosReport {
+        session: SessionId,
+        qos: Qos,
+    },
 }
 
 /// One ring slot: the wire form of a [`Command`] or an [`Event`].
@@ -471,6 +524,7 @@ pub mod kinds {
     pub const MIX_JOINED: u32 = 112;
     pub const MIX_LEFT: u32 = 113;
     pub const SPEAKING: u32 = 114;
+    pub const QOS_REPORT: u32 = 120;
 }
 
 /// Why a [`Record`] is not a valid [`Command`] or [`Event`].
@@ -646,6 +700,85 @@ fn decode_mix(body: [u8; RECORD_BODY_SIZE]) -> Result<(MixId, bool, bool, bool),
         flag("deaf", body.deaf)?,
         flag("speaking", body.flag)?,
     ))
+}
+
+/// The body of `QosReport`. `remote_*` are zero when `has_remote` is 0.
+#[repr(C)]
+#[derive(Pod, Zeroable, Clone, Copy)]
+struct QosReportBody {
+    packets_received: u64,
+    packets_sent: u64,
+    octets_sent: u64,
+    packets_lost: i32,
+    jitter_us: u32,
+    jitter_max_us: u32,
+    jitter_avg_us: u32,
+    rtt_us: u32,
+    rtt_max_us: u32,
+    rtt_avg_us: u32,
+    remote_packets_lost: i32,
+    remote_jitter_us: u32,
+    remote_jitter_max_us: u32,
+    remote_jitter_avg_us: u32,
+    fraction_lost: u8,
+    remote_fraction_lost: u8,
+    has_remote: u8,
+    final_report: u8,
+    codec: u8,
+    reserved: [u8; 7],
+}
+
+fn encode_qos(qos: &Qos) -> [u8; RECORD_BODY_SIZE] {
+    let remote = qos.remote.unwrap_or_default();
+    must_cast(QosReportBody {
+        packets_received: qos.packets_received,
+        packets_sent: qos.packets_sent,
+        octets_sent: qos.octets_sent,
+        packets_lost: qos.packets_lost,
+        jitter_us: qos.jitter_us,
+        jitter_max_us: qos.jitter_max_us,
+        jitter_avg_us: qos.jitter_avg_us,
+        rtt_us: qos.rtt_us,
+        rtt_max_us: qos.rtt_max_us,
+        rtt_avg_us: qos.rtt_avg_us,
+        remote_packets_lost: remote.packets_lost,
+        remote_jitter_us: remote.jitter_us,
+        remote_jitter_max_us: remote.jitter_max_us,
+        remote_jitter_avg_us: remote.jitter_avg_us,
+        fraction_lost: qos.fraction_lost,
+        remote_fraction_lost: remote.fraction_lost,
+        has_remote: u8::from(qos.remote.is_some()),
+        final_report: u8::from(qos.final_report),
+        codec: qos.codec.payload_type(),
+        reserved: [0; 7],
+    })
+}
+
+fn decode_qos(body: [u8; RECORD_BODY_SIZE]) -> Result<Qos, DecodeError> {
+    let body: QosReportBody = must_cast(body);
+    let remote = flag("has_remote", body.has_remote)?.then_some(RemoteQos {
+        fraction_lost: body.remote_fraction_lost,
+        packets_lost: body.remote_packets_lost,
+        jitter_us: body.remote_jitter_us,
+        jitter_max_us: body.remote_jitter_max_us,
+        jitter_avg_us: body.remote_jitter_avg_us,
+    });
+    Ok(Qos {
+        codec: Codec::from_payload_type(body.codec).ok_or(DecodeError::BadCodec(body.codec))?,
+        packets_received: body.packets_received,
+        packets_lost: body.packets_lost,
+        fraction_lost: body.fraction_lost,
+        jitter_us: body.jitter_us,
+        jitter_max_us: body.jitter_max_us,
+        jitter_avg_us: body.jitter_avg_us,
+        rtt_us: body.rtt_us,
+        rtt_max_us: body.rtt_max_us,
+        rtt_avg_us: body.rtt_avg_us,
+        packets_sent: body.packets_sent,
+        octets_sent: body.octets_sent,
+        remote,
+        final_report: flag("final_report", body.final_report)?,
+    })
 }
 
 fn peer_body(peer: SessionId) -> [u8; RECORD_BODY_SIZE] {
@@ -1029,7 +1162,8 @@ impl Event {
             | Event::RtpTimeout { session, .. }
             | Event::MixJoined { session, .. }
             | Event::MixLeft { session, .. }
-            | Event::Speaking { session, .. } => session,
+            | Event::Speaking { session, .. }
+            | Event::QosReport { session, .. } => session,
         }
     }
 
@@ -1148,6 +1282,9 @@ impl Event {
                 session,
                 mix_body(mix, false, false, speaking),
             ),
+            Event::QosReport { session, qos } => {
+                record(kinds::QOS_REPORT, session, encode_qos(&qos))
+            }
         }
     }
 
@@ -1251,6 +1388,10 @@ impl Event {
                     speaking,
                 })
             }
+            kinds::QOS_REPORT => Ok(Event::QosReport {
+                session,
+                qos: decode_qos(r.body)?,
+            }),
             kind => Err(DecodeError::UnknownKind(kind)),
         }
     }
@@ -1440,6 +1581,20 @@ mod tests {
                 mix: MixId(9),
                 speaking: false,
             },
+            Event::QosReport {
+                session: s,
+                qos: sample_qos(),
+            },
+            Event::QosReport {
+                session: s,
+                qos: Qos {
+                    codec: Codec::Pcma,
+                    remote: None,
+                    final_report: true,
+                    packets_lost: -3,
+                    ..sample_qos()
+                },
+            },
         ];
         for event in events {
             let record = event.encode();
@@ -1451,6 +1606,83 @@ mod tests {
                 Err(DecodeError::UnknownKind(record.kind))
             );
         }
+    }
+
+    fn sample_qos() -> Qos {
+        Qos {
+            codec: Codec::Pcmu,
+            packets_received: 1500,
+            packets_lost: 12,
+            fraction_lost: 3,
+            jitter_us: 2_375,
+            jitter_max_us: 9_000,
+            jitter_avg_us: 1_800,
+            rtt_us: 41_000,
+            rtt_max_us: 52_000,
+            rtt_avg_us: 40_000,
+            packets_sent: 1501,
+            octets_sent: 240_160,
+            remote: Some(RemoteQos {
+                fraction_lost: 1,
+                packets_lost: -1,
+                jitter_us: 500,
+                jitter_max_us: 625,
+                jitter_avg_us: 550,
+            }),
+            final_report: false,
+        }
+    }
+
+    #[test]
+    fn qos_report_layout_and_bad_bytes() {
+        assert_eq!(std::mem::size_of::<QosReportBody>(), RECORD_BODY_SIZE);
+        let record = Event::QosReport {
+            session: SessionId(9),
+            qos: sample_qos(),
+        }
+        .encode();
+        assert_eq!(record.kind, 120);
+        // The documented offsets (docs/design/shmq-abi.md).
+        assert_eq!(record.body[..8], 1500u64.to_ne_bytes());
+        assert_eq!(record.body[24..28], 12i32.to_ne_bytes());
+        assert_eq!(record.body[40..44], 41_000u32.to_ne_bytes());
+        assert_eq!(record.body[64..68], 550u32.to_ne_bytes());
+        assert_eq!(record.body[68..73], [3, 1, 1, 0, 0]);
+        for (offset, value, error) in [
+            (
+                70,
+                2,
+                DecodeError::BadFlag {
+                    field: "has_remote",
+                    value: 2,
+                },
+            ),
+            (
+                71,
+                7,
+                DecodeError::BadFlag {
+                    field: "final_report",
+                    value: 7,
+                },
+            ),
+            (72, 18, DecodeError::BadCodec(18)),
+        ] {
+            let mut bad = record;
+            bad.body[offset] = value;
+            assert_eq!(Event::decode(&bad), Err(error));
+        }
+        // Remote fields without has_remote are ignored (and zero once re-encoded).
+        let mut stray = Event::QosReport {
+            session: SessionId(9),
+            qos: Qos {
+                remote: None,
+                ..sample_qos()
+            },
+        }
+        .encode();
+        stray.body[56] = 0xAB;
+        let decoded = Event::decode(&stray).unwrap();
+        assert_eq!(decoded.encode().body[56], 0);
     }
 
     #[test]
@@ -1710,6 +1942,54 @@ mod tests {
         ]
     }
 
+    fn any_qos() -> impl Strategy<Value = Qos> {
+        let remote = proptest::option::of(
+            (
+                any::<u8>(),
+                any::<i32>(),
+                [any::<u32>(), any::<u32>(), any::<u32>()],
+            )
+                .prop_map(
+                    |(fraction_lost, packets_lost, [jitter_us, jitter_max_us, jitter_avg_us])| {
+                        RemoteQos {
+                            fraction_lost,
+                            packets_lost,
+                            jitter_us,
+                            jitter_max_us,
+                            jitter_avg_us,
+                        }
+                    },
+                ),
+        );
+        (
+            (any_codec(), any::<u64>(), any::<i32>(), any::<u8>()),
+            proptest::array::uniform6(any::<u32>()),
+            (any::<u64>(), any::<u64>(), remote, any::<bool>()),
+        )
+            .prop_map(
+                |(
+                    (codec, packets_received, packets_lost, fraction_lost),
+                    [jitter_us, jitter_max_us, jitter_avg_us, rtt_us, rtt_max_us, rtt_avg_us],
+                    (packets_sent, octets_sent, remote, final_report),
+                )| Qos {
+                    codec,
+                    packets_received,
+                    packets_lost,
+                    fraction_lost,
+                    jitter_us,
+                    jitter_max_us,
+                    jitter_avg_us,
+                    rtt_us,
+                    rtt_max_us,
+                    rtt_avg_us,
+                    packets_sent,
+                    octets_sent,
+                    remote,
+                    final_report,
+                },
+            )
+    }
+
     fn any_digit() -> impl Strategy<Value = u8> {
         proptest::sample::select(b"0123456789*#ABCD".to_vec())
     }
@@ -1794,6 +2074,7 @@ mod tests {
                     speaking,
                 }
             }),
+            (any_session(), any_qos()).prop_map(|(session, qos)| Event::QosReport { session, qos }),
         ]
     }
 
@@ -1863,7 +2144,7 @@ mod tests {
 
     /// Arbitrary records, with kinds biased toward the valid ones so bodies get exercised.
     fn any_record() -> impl Strategy<Value = Record> {
-        let kind = prop_oneof![0u32..=20, 95u32..=115, any::<u32>(),];
+        let kind = prop_oneof![0u32..=20, 95u32..=125, any::<u32>(),];
         let arbitrary = (kind, any::<u32>(), any::<u64>(), any::<[u8; 80]>()).prop_map(
             |(kind, flags, session, body)| Record {
                 kind,

@@ -60,7 +60,8 @@ const HEADER_SIZE: usize = std::mem::size_of::<SegmentHeader>();
 const _: () = assert!(HEADER_SIZE == CACHE_LINE);
 
 /// Counters one media worker keeps and the control plane reads for metrics. The worker
-/// updates them with `Relaxed` stores; they live on their own two cache lines in the segment.
+/// updates them with `Relaxed` stores; they live on their own three cache lines in the segment
+/// (the last seven words are reserved, zero).
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct WorkerStats {
@@ -94,10 +95,14 @@ pub struct WorkerStats {
     pub rtp_timeouts: AtomicU64,
     /// Nanoseconds the worker loop spent working (not waiting in poll): busy_ns / wall time is its load.
     pub busy_ns: AtomicU64,
+    /// RTCP datagrams dropped as malformed (bad version or lengths, not a compound packet).
+    pub drops_bad_rtcp: AtomicU64,
+    /// Room for counters to come without moving the rings; always zero.
+    pub reserved: [AtomicU64; 7],
 }
 
 const STATS_SIZE: usize = std::mem::size_of::<WorkerStats>();
-const _: () = assert!(STATS_SIZE == 2 * CACHE_LINE);
+const _: () = assert!(STATS_SIZE == 3 * CACHE_LINE);
 
 /// A plain copy of [`WorkerStats`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,6 +123,7 @@ pub struct WorkerStatsSnapshot {
     pub recording_frames_dropped: u64,
     pub rtp_timeouts: u64,
     pub busy_ns: u64,
+    pub drops_bad_rtcp: u64,
 }
 
 impl WorkerStats {
@@ -140,6 +146,7 @@ impl WorkerStats {
             recording_frames_dropped: self.recording_frames_dropped.load(Ordering::Relaxed),
             rtp_timeouts: self.rtp_timeouts.load(Ordering::Relaxed),
             busy_ns: self.busy_ns.load(Ordering::Relaxed),
+            drops_bad_rtcp: self.drops_bad_rtcp.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,11 +1,12 @@
-//! Persistence for Switchboard: accounts, phone numbers, caller IDs, trunks, calls and
-//! notifications.
+//! Persistence for Switchboard: accounts, phone numbers, caller IDs, trunks, calls (with
+//! their media quality) and notifications.
 //!
 //! SQLite (embedded, bundled by sqlx) is the single-node default; every SQL statement of the
 //! project lives in this crate. Other crates see plain record structs and async methods.
 //! Times are stored as Unix milliseconds; formatting for the API happens in `api`.
 
 mod call_observer;
+mod call_qos;
 mod call_requests;
 mod caller_ids;
 mod conferences;
@@ -16,6 +17,7 @@ mod records;
 mod resources;
 mod trunks;
 pub use call_observer::CallObserver;
+pub use call_qos::{CallQos, RemoteCallQos};
 pub use caller_ids::{CallerId, CallerIdFilter, CallerIdValidation, ValidationStatus};
 pub use conferences::{Conference, ConferenceFilter};
 pub use recordings::{Recording, RecordingFilter};
@@ -411,6 +413,10 @@ impl Store {
         .execute(&self.pool)
         .await?;
         if result.rows_affected() == 1 {
+            sqlx::query("DELETE FROM call_qos WHERE call_sid = ?")
+                .bind(sid)
+                .execute(&self.pool)
+                .await?;
             return Ok(CallDeletion::Deleted);
         }
         Ok(match self.call(account_sid, sid).await? {
@@ -524,7 +530,7 @@ fn number_from_row(r: &SqliteRow) -> Result<PhoneNumber, StoreError> {
     })
 }
 
-fn call_from_row(r: &SqliteRow) -> Result<CallRecord, StoreError> {
+pub(crate) fn call_from_row(r: &SqliteRow) -> Result<CallRecord, StoreError> {
     let status: String = r.try_get("status")?;
     Ok(CallRecord {
         sid: r.try_get("sid")?,

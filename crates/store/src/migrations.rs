@@ -171,6 +171,30 @@ const MIGRATIONS: &[&str] = &[
         date_updated INTEGER NOT NULL
      );
      CREATE INDEX conferences_by_account ON conferences(account_sid, date_created);",
+    // 11: media quality per call leg (RTCP statistics of its session), latest report.
+    "CREATE TABLE call_qos (
+        call_sid TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL,
+        codec INTEGER NOT NULL,
+        packets_received INTEGER NOT NULL,
+        packets_lost INTEGER NOT NULL,
+        fraction_lost INTEGER NOT NULL,
+        jitter_us INTEGER NOT NULL,
+        jitter_max_us INTEGER NOT NULL,
+        jitter_avg_us INTEGER NOT NULL,
+        rtt_us INTEGER,
+        rtt_max_us INTEGER,
+        rtt_avg_us INTEGER,
+        packets_sent INTEGER NOT NULL,
+        octets_sent INTEGER NOT NULL,
+        remote_fraction_lost INTEGER,
+        remote_packets_lost INTEGER,
+        remote_jitter_us INTEGER,
+        remote_jitter_max_us INTEGER,
+        remote_jitter_avg_us INTEGER,
+        final_report INTEGER NOT NULL,
+        date_updated INTEGER NOT NULL
+     );",
 ];
 
 pub(crate) async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {

@@ -755,3 +755,84 @@ async fn unfinished_calls_are_counted_by_direction_and_status() {
         ]
     );
 }
+
+fn qos(call_sid: &str, packets_received: i64, final_report: bool) -> CallQos {
+    CallQos {
+        call_sid: call_sid.into(),
+        account_sid: "AC1".into(),
+        codec: 0,
+        packets_received,
+        packets_lost: 2,
+        fraction_lost: 5,
+        jitter_us: 1_250,
+        jitter_max_us: 4_000,
+        jitter_avg_us: 900,
+        rtt_us: None,
+        rtt_max_us: None,
+        rtt_avg_us: None,
+        packets_sent: 300,
+        octets_sent: 48_000,
+        remote: None,
+        final_report,
+        date_updated: packets_received,
+    }
+}
+
+#[tokio::test]
+async fn call_qos_is_replaced_until_the_final_report() {
+    let store = Store::open_in_memory().await.unwrap();
+    assert_eq!(store.call_qos("CA1").await.unwrap(), None);
+    assert!(store
+        .upsert_call_qos(&qos("CA1", 100, false))
+        .await
+        .unwrap());
+    let later = CallQos {
+        rtt_us: Some(40_000),
+        rtt_max_us: Some(55_000),
+        rtt_avg_us: Some(41_000),
+        remote: Some(RemoteCallQos {
+            fraction_lost: 1,
+            packets_lost: -2,
+            jitter_us: 500,
+            jitter_max_us: 750,
+            jitter_avg_us: 600,
+        }),
+        ..qos("CA1", 250, false)
+    };
+    assert!(store.upsert_call_qos(&later).await.unwrap());
+    assert_eq!(store.call_qos("CA1").await.unwrap(), Some(later));
+    let last = qos("CA1", 300, true);
+    assert!(store.upsert_call_qos(&last).await.unwrap());
+    // Once final, a straggler changes nothing.
+    assert!(!store
+        .upsert_call_qos(&qos("CA1", 280, false))
+        .await
+        .unwrap());
+    assert_eq!(store.call_qos("CA1").await.unwrap(), Some(last));
+    assert_eq!(store.call_qos("CA2").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn calls_by_sid_alone_and_deleting_a_call_deletes_its_quality() {
+    let store = Store::open_in_memory().await.unwrap();
+    store.insert_call(&call("CA1", "AC1", 10)).await.unwrap();
+    assert_eq!(
+        store
+            .call_by_sid("CA1")
+            .await
+            .unwrap()
+            .map(|c| c.account_sid),
+        Some("AC1".to_string())
+    );
+    assert_eq!(store.call_by_sid("CA9").await.unwrap(), None);
+    store.upsert_call_qos(&qos("CA1", 10, true)).await.unwrap();
+    store
+        .update_call_status("CA1", CallStatus::Completed, 20, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.delete_call("AC1", "CA1").await.unwrap(),
+        CallDeletion::Deleted
+    );
+    assert_eq!(store.call_qos("CA1").await.unwrap(), None);
+}

@@ -183,8 +183,11 @@ impl UringIo {
                 "io_uring lacks EXT_ARG or NODROP (kernel older than 5.11)",
             ));
         }
-        // Two buffers per socket, as a power of two, within the kernel's limit.
-        let entries = (capacity * 2).next_power_of_two().clamp(256, 32768) as u16;
+        // One buffer per socket, as a power of two, within the kernel's limit: the pool is
+        // shared, and a worker's sockets come in pairs of which only the RTP one carries
+        // traffic (its RTCP socket gets a datagram every few seconds), so that is two per
+        // busy socket.
+        let entries = capacity.next_power_of_two().clamp(256, 32768) as u16;
         let buffers = BufferRing::new(entries)?;
         // SAFETY: the ring memory is valid for `entries` descriptors and outlives its
         // registration (unregistered when the io_uring instance is dropped, before `buffers`).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use media::rtp::RtpHeader;
 use media::{MediaConfig, MediaError};
-use shmq::{Codec, Command, Event, MediaId, SessionId};
+use shmq::{Codec, Command, Event, MediaId, Qos, SessionId};
 
 /// The packet I/O backend these tests run on: `MEDIA_TEST_IO_BACKEND` (auto, io_uring,
 /// epoll), auto by default; tools/test runs the media tests once per backend.
@@ -50,6 +50,8 @@ pub struct Control {
     commands: Vec<shmq::Producer>,
     events: Vec<shmq::Consumer>,
     media: Option<JoinHandle<Result<(), MediaError>>>,
+    /// `QosReport`s [`Control::next_event`] stepped over, in arrival order.
+    pub qos_reports: Vec<(SessionId, Qos)>,
 }
 
 impl Control {
@@ -137,6 +139,7 @@ impl Control {
             commands,
             events,
             media: Some(media),
+            qos_reports: Vec::with_capacity(256),
         }
     }
 
@@ -145,8 +148,22 @@ impl Control {
         self.doorbells.commands[worker].ring();
     }
 
-    /// Waits for the next event of `worker`, sleeping on its doorbell between checks.
+    /// Waits for the next event of `worker` other than a `QosReport` (those, sent every few
+    /// seconds by sessions with RTP, are kept in [`Control::qos_reports`]).
     pub fn next_event(&mut self, worker: usize, timeout: Duration) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_any_event(worker, left)? {
+                Event::QosReport { session, qos } => self.qos_reports.push((session, qos)),
+                event => return Some(event),
+            }
+        }
+    }
+
+    /// Waits for the next event of `worker`, whatever it is, sleeping on its doorbell
+    /// between checks.
+    pub fn next_any_event(&mut self, worker: usize, timeout: Duration) -> Option<Event> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(record) = self.events[worker].pop() {
